@@ -1,0 +1,417 @@
+use super::*;
+use crate::abi::LogLevel;
+use crate::message::Value;
+use crate::verify::dangerous::trust_unverified;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+
+const PACK_IN: &str =
+    "(i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))";
+
+/// A guest with a bump `alloc`, a `free` that logs "free" at debug level, and `process`
+/// given by the test. Data: "free" at 16, "hello" at 32.
+fn guest_with(memory: &str, alloc: &str, process: &str, extra: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+  (import "env" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") {memory})
+  (data (i32.const 16) "free")
+  (data (i32.const 32) "hello")
+  (global $next (mut i32) (i32.const 1024))
+  (global $count (mut i32) (i32.const 0))
+  (func $alloc (export "alloc") (param $len i32) (result i32) (local $p i32) {alloc})
+  (func (export "free") (param $p i32) (param $l i32)
+    (call $log (i32.const 1) (i32.const 16) (i32.const 4)))
+  (func (export "process") (param $ptr i32) (param $len i32) (result i64) {process})
+  {extra})"#
+    );
+    wat::parse_str(text).unwrap()
+}
+
+const BUMP: &str = "(local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $len)))
+    (local.get $p)";
+
+fn guest(process: &str) -> Vec<u8> {
+    guest_with("1 16", BUMP, process, "")
+}
+
+#[derive(Default)]
+struct Lines(Vec<(LogLevel, alloc::string::String)>);
+
+impl LogSink for Lines {
+    fn log(&mut self, level: LogLevel, line: &str) {
+        self.0.push((level, line.to_string()));
+    }
+}
+
+impl Lines {
+    fn frees(&self) -> usize {
+        self.0.iter().filter(|(_, l)| l == "free").count()
+    }
+}
+
+fn load(module: &[u8], config: GearConfig) -> Result<Gear, GearError> {
+    Gear::load(&trust_unverified(module), config, &mut Lines::default())
+}
+
+fn small_fuel() -> GearConfig {
+    GearConfig {
+        fuel: FuelBudget { per_message: 100_000, per_alloc: 10_000, for_start: 100_000 },
+        ..GearConfig::default()
+    }
+}
+
+fn example_msg() -> FluxMsg {
+    FluxMsg {
+        id: [7; 16],
+        data: Some(vec![("hello".into(), Value::Text("wasm".into()))]),
+        ts: 1_700_000_000_000_000_000,
+        ..FluxMsg::default()
+    }
+}
+
+fn vector_gear() -> Vec<u8> {
+    wat::parse_str(include_str!("../../../../shared/vectors/gear.wat")).unwrap()
+}
+
+#[test]
+fn pass_through_gear_returns_the_message_and_frees_its_buffer_once() {
+    let mut gear = load(&guest(PACK_IN), GearConfig::default()).unwrap();
+    let mut lines = Lines::default();
+    let msg = example_msg();
+    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg.clone()));
+    assert_eq!(lines.frees(), 1, "input returned as output must be freed once");
+    assert!(gear.last_fuel_used() > 0);
+    // The shared vector gear (no env.log import) behaves the same.
+    let mut gear = load(&vector_gear(), GearConfig::default()).unwrap();
+    assert!(!gear.shape().imports_log);
+    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+}
+
+#[test]
+fn a_separate_output_buffer_is_freed_too() {
+    // Copies the input to a fresh buffer and returns that.
+    let copy = "(local $out i32)
+      (local.set $out (call $alloc (local.get $len)))
+      (memory.copy (local.get $out) (local.get $ptr) (local.get $len))
+      (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))";
+    let mut gear = load(&guest(copy), GearConfig::default()).unwrap();
+    let mut lines = Lines::default();
+    let msg = example_msg();
+    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+    assert_eq!(lines.frees(), 2);
+}
+
+#[test]
+fn dropping_gear_drops_and_frees_the_input() {
+    let mut gear = load(&guest("(i64.const 0x0000_1234_0000_0000)"), GearConfig::default()).unwrap();
+    let mut lines = Lines::default();
+    assert_eq!(gear.process(&example_msg(), &mut lines).unwrap(), None);
+    assert_eq!(lines.frees(), 1);
+}
+
+#[test]
+fn infinite_loop_in_process_costs_one_message_not_the_gear() {
+    // Loops forever on messages whose first byte is 0xee, passes others through.
+    let body = format!(
+        "(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 0xee)) (then (loop $l (br $l)))) {PACK_IN}"
+    );
+    let mut gear = load(&guest(&body), small_fuel()).unwrap();
+    let mut lines = Lines::default();
+    let err = gear.process_bytes(&[0xee], &mut lines).unwrap_err();
+    assert_eq!(err, GearError::Fault { call: cut("process"), fault: Fault::OutOfFuel });
+    assert_eq!(err.to_string(), "guest 'process' ran out of fuel");
+    assert!(err.rebuilds_instance());
+    let msg = example_msg();
+    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+}
+
+#[test]
+fn infinite_loop_in_alloc_is_a_fault_of_alloc() {
+    let spin = "(loop $l (br $l)) (i32.const 0)";
+    let mut gear = load(&guest_with("1 16", spin, PACK_IN, ""), small_fuel()).unwrap();
+    let err = gear.process(&example_msg(), &mut Lines::default()).unwrap_err();
+    assert_eq!(err, GearError::Fault { call: cut("alloc"), fault: Fault::OutOfFuel });
+}
+
+#[test]
+fn infinite_loop_in_start_refuses_the_gear() {
+    let start = "(func $spin (loop $l (br $l))) (start $spin)";
+    let err = load(&guest_with("1 16", BUMP, PACK_IN, start), small_fuel()).unwrap_err();
+    assert_eq!(err, GearError::StartFailed { fault: Fault::OutOfFuel });
+    assert_eq!(err.to_string(), "start function ran out of fuel");
+}
+
+#[test]
+fn memory_grow_bomb_fails_inside_the_guest_at_the_limit() {
+    // Grows one page at a time until memory.grow returns -1, then logs "hello" if the
+    // memory is exactly at the limit (4 pages), and passes the message through.
+    let body = format!(
+        "(block $done (loop $l (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1))) (br $l)))
+         (if (i32.eq (memory.size) (i32.const 4)) (then (call $log (i32.const 2) (i32.const 32) (i32.const 5))))
+         {PACK_IN}"
+    );
+    let config = GearConfig { memory_limit_pages: 4, ..GearConfig::default() };
+    let mut gear = load(&guest_with("1", BUMP, &body, ""), config).unwrap();
+    let mut lines = Lines::default();
+    let msg = example_msg();
+    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+    assert!(lines.0.contains(&(LogLevel::Info, "hello".into())), "{:?}", lines.0);
+}
+
+#[test]
+fn initial_memory_over_the_limit_is_refused_with_advice() {
+    let config = GearConfig { memory_limit_pages: 16, ..GearConfig::default() };
+    let err = load(&guest_with("17", BUMP, PACK_IN, ""), config.clone()).unwrap_err();
+    assert_eq!(err, GearError::InitialMemoryTooLarge { limit: 16, got: 17 });
+    let text = err.to_string();
+    assert!(text.contains("wants 17 pages") && text.contains("--stack 65536"), "{text}");
+    // At the limit it loads; inspect says the same without instantiating.
+    assert!(load(&guest_with("16", BUMP, PACK_IN, ""), config.clone()).is_ok());
+    assert_eq!(inspect(&guest_with("16", BUMP, PACK_IN, ""), &config).unwrap().initial_pages, 16);
+}
+
+#[test]
+fn bad_output_ranges_are_clean_errors_and_free_the_input() {
+    let cases: [(&str, GearError); 3] = [
+        (
+            "(i64.const 0x0001_0000_0000_0001)", // ptr 65536, len 1: one past a 1-page memory
+            GearError::OutputOutOfRange { ptr: 65536, len: 1, memory: 65536 },
+        ),
+        (
+            "(i64.const 0xffff_ffff_0000_0002)", // ptr + len overflows 32 bits
+            GearError::OutputOutOfRange { ptr: u32::MAX, len: 2, memory: 65536 },
+        ),
+        (
+            "(i64.const 0x0000_0000_0000_1001)", // 4097 bytes, over max_output_bytes
+            GearError::OutputTooLarge { limit: 4096, got: 4097 },
+        ),
+    ];
+    for (body, want) in cases {
+        let config = GearConfig { max_output_bytes: 4096, ..GearConfig::default() };
+        let mut gear = load(&guest_with("1 1", BUMP, body, ""), config).unwrap();
+        let mut lines = Lines::default();
+        assert_eq!(gear.process(&example_msg(), &mut lines).unwrap_err(), want);
+        assert_eq!(lines.frees(), 1, "input not freed for {body}");
+    }
+    // The last byte of memory is a valid one-byte output range (but not a fluxMsg).
+    let last_byte = "(i64.const 0x0000_ffff_0000_0001)";
+    let mut gear = load(&guest_with("1 1", BUMP, last_byte, ""), GearConfig::default()).unwrap();
+    let err = gear.process(&example_msg(), &mut Lines::default()).unwrap_err();
+    assert!(matches!(err, GearError::InvalidOutput(_)), "{err:?}");
+    assert!(err.to_string().starts_with("guest output is not a fluxMsg"));
+}
+
+#[test]
+fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
+    let mut gear = load(&guest_with("1 16", "(i32.const 0)", PACK_IN, ""), GearConfig::default()).unwrap();
+    let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
+    assert_eq!(err, GearError::AllocReturnedNull { len: 3 });
+    assert!(!err.rebuilds_instance());
+    let mut gear = load(&guest_with("1 16", "(i32.const 65534)", PACK_IN, ""), GearConfig::default()).unwrap();
+    let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
+    assert_eq!(err, GearError::AllocOutOfRange { ptr: 65534, len: 3, memory: 65536 });
+    assert!(err.rebuilds_instance());
+    let mut gear = load(&guest_with("1 16", "(i32.const -1)", PACK_IN, ""), GearConfig::default()).unwrap();
+    let err = gear.process_bytes(&[1, 2], &mut Lines::default()).unwrap_err();
+    assert_eq!(err, GearError::AllocOutOfRange { ptr: u32::MAX, len: 2, memory: 65536 });
+    // At the edge: the last 3 bytes of memory are fine.
+    let mut gear = load(&guest_with("1 16", "(i32.const 65533)", PACK_IN, ""), GearConfig::default()).unwrap();
+    assert_eq!(gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap(), Outcome::Output(vec![1, 2, 3]));
+}
+
+#[test]
+fn a_trap_rebuilds_the_instance_before_the_next_message() {
+    // Counts messages in a global and logs "hello" with level = count; traps on 0xaa.
+    let body = format!(
+        "(global.set $count (i32.add (global.get $count) (i32.const 1)))
+         (call $log (global.get $count) (i32.const 32) (i32.const 5))
+         (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 0xaa)) (then unreachable))
+         {PACK_IN}"
+    );
+    let mut gear = load(&guest(&body), GearConfig::default()).unwrap();
+    let mut lines = Lines::default();
+    gear.process_bytes(&[1], &mut lines).unwrap(); // count 1 -> debug
+    gear.process_bytes(&[1], &mut lines).unwrap(); // count 2 -> info
+    let err = gear.process_bytes(&[0xaa], &mut lines).unwrap_err(); // count 3 -> warn, trap
+    assert_eq!(err, GearError::Fault { call: cut("process"), fault: Fault::Unreachable });
+    gear.process_bytes(&[1], &mut lines).unwrap(); // fresh instance: count 1 -> debug
+    let levels: Vec<LogLevel> = lines.0.iter().filter(|(_, l)| l == "hello").map(|(lv, _)| *lv).collect();
+    assert_eq!(levels, [LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Debug]);
+    // No free after a trap: the heap is unknown and the instance is gone.
+    assert_eq!(lines.frees(), 3);
+}
+
+#[test]
+fn imports_other_than_env_log_are_refused_by_name() {
+    let cases = [
+        (r#"(import "env" "abort" (func))"#, "env.abort"),
+        (
+            r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+            "wasi_snapshot_preview1.fd_write",
+        ),
+        (r#"(import "env" "table" (table 1 funcref))"#, "env.table"),
+        (r#"(import "env" "g" (global i32))"#, "env.g"),
+    ];
+    for (import, name) in cases {
+        let text = format!(
+            r#"(module {import} (memory (export "memory") 1)
+              (func (export "alloc") (param i32) (result i32) (i32.const 8))
+              (func (export "free") (param i32 i32))
+              (func (export "process") (param i32 i32) (result i64) (i64.const 0)))"#
+        );
+        let err = inspect(&wat::parse_str(text).unwrap(), &GearConfig::default()).unwrap_err();
+        assert_eq!(err, GearError::ForbiddenImport { import: cut(name) });
+        assert!(err.to_string().contains(name));
+    }
+    let wrong_log = r#"(module (import "env" "log" (func (param i32 i32))) (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) (i32.const 8))
+      (func (export "free") (param i32 i32))
+      (func (export "process") (param i32 i32) (result i64) (i64.const 0)))"#;
+    let err = inspect(&wat::parse_str(wrong_log).unwrap(), &GearConfig::default());
+    assert_eq!(err, Err(GearError::WrongLogImportType));
+}
+
+#[test]
+fn exports_are_checked_by_name_and_exact_type() {
+    fn module(alloc: &str, free: &str, process: &str, memory: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module {memory}
+              (func (export "{alloc}") (param i32) (result i32) (i32.const 8))
+              (func (export "free") {free})
+              (func (export "{process}") (param i32 i32) (result i64) (i64.const 0))
+              (func (export "process32") (param i32 i32) (result i32) (i32.const 0)))"#
+        ))
+        .unwrap()
+    }
+    let mem = r#"(memory (export "memory") 1)"#;
+    let ok_free = "(param i32 i32)";
+    let c = GearConfig::default();
+    assert_eq!(inspect(&module("alloc", ok_free, "process", mem), &c).unwrap().alloc_export, "alloc");
+    assert_eq!(inspect(&module("malloc", ok_free, "process", mem), &c).unwrap().alloc_export, "malloc");
+    assert_eq!(
+        inspect(&module("calloc", ok_free, "process", mem), &c),
+        Err(GearError::MissingExport { export: cut("alloc") })
+    );
+    assert_eq!(
+        inspect(&module("alloc", "(param i32 i32) (result i32) (i32.const 0)", "process", mem), &c),
+        Err(GearError::WrongExportType { export: cut("free"), expected: "(i32, i32) -> ()" })
+    );
+    assert_eq!(
+        inspect(&module("alloc", ok_free, "handle", mem), &c),
+        Err(GearError::MissingExport { export: cut("process") })
+    );
+    let custom = GearConfig { entrypoint: "handle".into(), ..GearConfig::default() };
+    assert!(inspect(&module("alloc", ok_free, "handle", mem), &custom).is_ok());
+    let wrong_entry = GearConfig { entrypoint: "process32".into(), ..GearConfig::default() };
+    let err = inspect(&module("alloc", ok_free, "process", mem), &wrong_entry).unwrap_err();
+    assert_eq!(err.to_string(), "export 'process32' must be a function (i32, i32) -> i64");
+    let alloc64 = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+        (func (export "alloc") (param i64) (result i32) (i32.const 0)))"#,
+    )
+    .unwrap();
+    assert_eq!(
+        inspect(&alloc64, &c),
+        Err(GearError::WrongExportType { export: cut("alloc"), expected: "(i32) -> i32" })
+    );
+    assert_eq!(inspect(&module("alloc", ok_free, "process", "(memory 1)"), &c), Err(GearError::NoMemoryExport));
+    assert!(matches!(inspect(b"\0asm\x01\0\0\0\x01", &c), Err(GearError::InvalidModule { .. })));
+    assert!(matches!(inspect(b"not wasm", &c), Err(GearError::InvalidModule { .. })));
+}
+
+#[test]
+fn log_lines_keep_levels_are_cut_and_bad_ranges_ignored() {
+    let body = format!(
+        "(call $log (i32.const 1) (i32.const 32) (i32.const 5))
+         (call $log (i32.const 2) (i32.const 32) (i32.const 5))
+         (call $log (i32.const 3) (i32.const 32) (i32.const 5))
+         (call $log (i32.const 4) (i32.const 32) (i32.const 5))
+         (call $log (i32.const 9) (i32.const 32) (i32.const 5))
+         (call $log (i32.const 2) (i32.const 65535) (i32.const 2))
+         (call $log (i32.const 2) (i32.const -1) (i32.const 5))
+         (call $log (i32.const 2) (i32.const 0) (i32.const 5000))
+         {PACK_IN}"
+    );
+    let mut gear = load(&guest(&body), GearConfig::default()).unwrap();
+    let mut lines = Lines::default();
+    gear.process_bytes(&[1], &mut lines).unwrap();
+    let got: Vec<_> = lines.0.iter().filter(|(_, l)| l != "free").cloned().collect();
+    use LogLevel::*;
+    let hello = |level| (level, "hello".to_string());
+    assert_eq!(got[..5], [hello(Debug), hello(Info), hello(Warn), hello(Error), hello(Info)]);
+    assert_eq!(got.len(), 6, "the two out-of-range lines must be ignored");
+    assert_eq!(got[5].1.len(), MAX_LOG_LINE_BYTES);
+}
+
+#[test]
+fn a_log_flood_is_bounded_per_call() {
+    let body = format!(
+        "(local $i i32)
+         (loop $l (call $log (i32.const 2) (i32.const 32) (i32.const 5))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br_if $l (i32.lt_u (local.get $i) (i32.const 100000))))
+         {PACK_IN}"
+    );
+    let mut gear = load(&guest(&body), GearConfig::default()).unwrap();
+    let mut lines = Lines::default();
+    gear.process_bytes(&[1], &mut lines).unwrap();
+    let hellos = lines.0.iter().filter(|(_, l)| l == "hello").count();
+    assert_eq!(hellos, MAX_LOG_LINES_PER_CALL);
+    let dropped = 100_000 - MAX_LOG_LINES_PER_CALL;
+    let note = format!("{dropped} more log lines dropped (limit {MAX_LOG_LINES_PER_CALL} per call)");
+    assert!(lines.0.contains(&(LogLevel::Warn, note)));
+}
+
+#[test]
+fn config_limits_edges() {
+    let c = |pages| GearConfig { memory_limit_pages: pages, ..GearConfig::default() };
+    assert!(c(MAX_MEMORY_LIMIT_PAGES).check().is_ok());
+    assert_eq!(
+        c(MAX_MEMORY_LIMIT_PAGES + 1).check(),
+        Err(GearError::BadConfig { what: "memory_limit_pages", limit: 1024, got: 1025 })
+    );
+    assert!(c(0).check().is_err());
+    let f = |per_message| GearConfig {
+        fuel: FuelBudget { per_message, ..FuelBudget::default() },
+        ..GearConfig::default()
+    };
+    assert!(f(MAX_FUEL_PER_CALL).check().is_ok());
+    assert!(f(MAX_FUEL_PER_CALL + 1).check().is_err());
+    assert!(f(0).check().is_err());
+    let o = |max_output_bytes| GearConfig { max_output_bytes, ..GearConfig::default() };
+    assert!(o(MAX_ENCODED_MESSAGE_BYTES).check().is_ok());
+    assert!(o(MAX_ENCODED_MESSAGE_BYTES + 1).check().is_err());
+    let t = |max_table_elements| GearConfig { max_table_elements, ..GearConfig::default() };
+    assert!(t(MAX_TABLE_ELEMENTS).check().is_ok());
+    assert!(t(MAX_TABLE_ELEMENTS + 1).check().is_err());
+}
+
+#[test]
+fn table_limit_edge() {
+    let with_table = |n: u32| guest_with("1 16", BUMP, PACK_IN, &format!("(table {n} funcref)"));
+    let config = GearConfig { max_table_elements: 64, ..GearConfig::default() };
+    assert!(load(&with_table(64), config.clone()).is_ok());
+    assert!(matches!(load(&with_table(65), config), Err(GearError::Instantiation { .. })));
+}
+
+#[test]
+fn input_size_limit_edge() {
+    let config = GearConfig { memory_limit_pages: 1024, ..GearConfig::default() };
+    let mut gear = load(&guest_with("1 1024", BUMP, "(i64.const 0)", ""), config).unwrap();
+    let mut big = vec![0u8; MAX_ENCODED_MESSAGE_BYTES + 1];
+    assert_eq!(
+        gear.process_bytes(&big, &mut Lines::default()),
+        Err(GearError::InputTooLarge { limit: MAX_ENCODED_MESSAGE_BYTES, got: MAX_ENCODED_MESSAGE_BYTES + 1 })
+    );
+    big.pop();
+    // At the limit the message reaches alloc, whose bump pointer is inside 1 page only.
+    assert!(matches!(gear.process_bytes(&big, &mut Lines::default()), Err(GearError::AllocOutOfRange { .. })));
+}
+
+#[test]
+fn errors_stay_small() {
+    assert!(core::mem::size_of::<GearError>() <= 128, "{}", core::mem::size_of::<GearError>());
+}

@@ -1,0 +1,556 @@
+//! Vendor signatures, cluster countersignatures and catalog hashes of gear modules.
+//!
+//! Contract (`spec/fluxrig-compat.md` section 3): a signature is a custom section appended
+//! at the end of the module whose payload is a raw 64-byte pure Ed25519 (RFC 8032)
+//! signature over the SHA-256 digest of the module without that section.
+//! - vendor section `fluxrig.signature`: over the module with no signature section;
+//! - cluster section `fluxrig.cluster.signature`: over the exact vendor-signed bytes P;
+//!   the catalog hash is lowercase hex SHA-256(P).
+//!
+//! Entry points: [`SigningKey`] and [`PublicKey`]; [`vendor_sign`], [`verify_vendor`],
+//! [`countersign`] and [`verify_cluster`]. [`verify_cluster`] is the only safe way to get a
+//! [`VerifiedModule`], the one input [`crate::gear::Gear`] accepts; [`dangerous`] holds the
+//! explicit, greppable way around it for an operator's insecure mode.
+//!
+//! Guarantees: no panics on any input; a module with two sections of the same signature
+//! name is refused (BETTER: fluxrig would silently use the first). Keys are never printed.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use ed25519_compact::{KeyPair, Seed, Signature};
+use sha2::{Digest as _, Sha256};
+
+use crate::section::{self, SectionError};
+
+/// Name of the vendor signature section.
+pub const VENDOR_SECTION: &str = "fluxrig.signature";
+/// Name of the cluster countersignature section.
+pub const CLUSTER_SECTION: &str = "fluxrig.cluster.signature";
+/// Length of an Ed25519 signature (the whole payload of a signature section).
+pub const SIGNATURE_BYTES: usize = 64;
+
+/// Returns the SHA-256 digest of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Why a key could not be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// A private key file is not 32 bytes (seed), 64 bytes (seed + public key) or 128 hex
+    /// digits; a public key is not 32 bytes.
+    BadLength {
+        /// The length found, in bytes.
+        got: usize,
+    },
+    /// The seed is all zeros, which no key generator produces.
+    ZeroSeed,
+    /// A 64-byte key file whose second half is not the public key of its first half.
+    PublicHalfMismatch,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadLength { got } => write!(
+                f,
+                "key is {got} bytes; expected 32 (seed), 64 (seed and public key) or 128 hex digits"
+            ),
+            Self::ZeroSeed => f.write_str("key seed is all zeros"),
+            Self::PublicHalfMismatch => {
+                f.write_str("key file's public half does not match its seed")
+            }
+        }
+    }
+}
+
+/// An Ed25519 public key (a trusted vendor key or a cluster key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// Reads a public key from exactly 32 raw bytes (the format of a `.pub` file).
+    ///
+    /// # Errors
+    /// [`KeyError::BadLength`] for any other length.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let raw: [u8; 32] =
+            bytes.try_into().map_err(|_| KeyError::BadLength { got: bytes.len() })?;
+        Ok(Self(raw))
+    }
+
+    fn verify(&self, digest: &[u8; 32], signature: &[u8]) -> bool {
+        let Ok(signature) = Signature::from_slice(signature) else {
+            return false;
+        };
+        ed25519_compact::PublicKey::new(self.0).verify(digest, &signature).is_ok()
+    }
+}
+
+/// An Ed25519 signing key (a vendor key or a node's cluster key).
+#[derive(Clone)]
+pub struct SigningKey(KeyPair);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey(public {:?})", self.public_key())
+    }
+}
+
+impl SigningKey {
+    /// Builds the key from its 32-byte seed (fresh randomness when generating a key).
+    ///
+    /// # Errors
+    /// [`KeyError::ZeroSeed`] for an all-zero seed.
+    pub fn from_seed(seed: [u8; 32]) -> Result<Self, KeyError> {
+        KeyPair::try_from_seed(Seed::new(seed)).map(Self).map_err(|_| KeyError::ZeroSeed)
+    }
+
+    /// Reads a private key file as fluxrig does: 32 raw bytes (seed), 64 raw bytes (seed
+    /// then public key) or the hex text of 64 bytes (surrounding white space allowed).
+    ///
+    /// BETTER: the public half of a 64-byte key is checked against the seed.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming what is wrong.
+    pub fn from_key_file(bytes: &[u8]) -> Result<Self, KeyError> {
+        let mut decoded = [0u8; 64];
+        let raw: &[u8] = match bytes.len() {
+            32 | 64 => bytes,
+            _ => {
+                let text = trim_ascii(bytes);
+                if text.len() != 128 || !decode_hex(text, &mut decoded) {
+                    return Err(KeyError::BadLength { got: bytes.len() });
+                }
+                &decoded
+            }
+        };
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&raw[..32]);
+        let key = Self::from_seed(seed)?;
+        if raw.len() == 64 && raw[32..] != key.public_key().0 {
+            return Err(KeyError::PublicHalfMismatch);
+        }
+        Ok(key)
+    }
+
+    /// Returns the 64-byte key file content: seed then public key.
+    pub fn to_key_file(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.0.sk.seed()[..]);
+        out[32..].copy_from_slice(&self.0.pk[..]);
+        out
+    }
+
+    /// Returns the public half.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(*self.0.pk)
+    }
+
+    fn sign(&self, digest: &[u8; 32]) -> [u8; 64] {
+        *self.0.sk.sign(digest, None)
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+fn decode_hex(text: &[u8], out: &mut [u8]) -> bool {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if text.len() != out.len() * 2 {
+        return false;
+    }
+    for (pair, slot) in text.chunks_exact(2).zip(out.iter_mut()) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => *slot = hi << 4 | lo,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The catalog name of a module: SHA-256 of its vendor-signed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CatalogHash(pub [u8; 32]);
+
+impl CatalogHash {
+    /// Parses 64 lowercase hex digits (the form used in catalog file names).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        let lowercase = text.bytes().all(|b| !b.is_ascii_uppercase());
+        (lowercase && decode_hex(text.as_bytes(), &mut out)).then_some(Self(out))
+    }
+}
+
+impl fmt::Display for CatalogHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// Why a signature could not be made or verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The module's section framing is broken.
+    Section(SectionError),
+    /// No `fluxrig.signature` section.
+    MissingVendorSignature,
+    /// A vendor signature that no trusted key verifies.
+    UntrustedVendor,
+    /// Two or more signature sections of the same name.
+    DuplicateSignature {
+        /// The section name.
+        section: &'static str,
+    },
+    /// A signature section whose payload is not 64 bytes.
+    BadSignatureLength {
+        /// The section name.
+        section: &'static str,
+        /// The payload length found.
+        got: usize,
+    },
+    /// The module already carries a cluster signature, so it cannot be (re)signed or
+    /// countersigned again.
+    AlreadyCountersigned,
+    /// No `fluxrig.cluster.signature` section.
+    MissingClusterSignature,
+    /// The cluster signature does not verify with the cluster key.
+    BadClusterSignature,
+    /// The module's content hash differs from the name it was loaded under.
+    HashMismatch {
+        /// The hash in the name.
+        expected: CatalogHash,
+        /// The hash of the content.
+        got: CatalogHash,
+    },
+}
+
+impl From<SectionError> for VerifyError {
+    fn from(e: SectionError) -> Self {
+        Self::Section(e)
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Section(e) => write!(f, "malformed module: {e}"),
+            // The next two strings are fluxrig's own, kept verbatim (spec section 5).
+            Self::MissingVendorSignature => {
+                f.write_str("missing vendor signature (use allow_unsigned to bypass)")
+            }
+            Self::UntrustedVendor => {
+                f.write_str("vendor signature found but does not match any trusted keys")
+            }
+            Self::DuplicateSignature { section } => {
+                write!(f, "module has more than one '{section}' section")
+            }
+            Self::BadSignatureLength { section, got } => {
+                write!(f, "'{section}' section holds {got} bytes, a signature is 64")
+            }
+            Self::AlreadyCountersigned => f.write_str(
+                "module already carries a cluster signature (use the vendor-signed file)",
+            ),
+            Self::MissingClusterSignature => f.write_str("missing cluster signature"),
+            Self::BadClusterSignature => {
+                f.write_str("cluster signature does not match the cluster key")
+            }
+            Self::HashMismatch { expected, got } => {
+                write!(f, "module content hashes to {got}, but it is named {expected}")
+            }
+        }
+    }
+}
+
+/// Returns the payload of the only section named `name`, or `None`.
+fn only_signature<'a>(module: &'a [u8], name: &'static str) -> Result<Option<&'a [u8]>, VerifyError> {
+    if section::count_custom(module, name)? > 1 {
+        return Err(VerifyError::DuplicateSignature { section: name });
+    }
+    let Some(found) = section::find_custom(module, name)? else {
+        return Ok(None);
+    };
+    if found.payload.len() != SIGNATURE_BYTES {
+        return Err(VerifyError::BadSignatureLength { section: name, got: found.payload.len() });
+    }
+    Ok(Some(found.payload))
+}
+
+/// Vendor-signs `module`: removes any vendor signature, signs the SHA-256 of the rest,
+/// appends the new `fluxrig.signature` section (what `fluxrig wasm sign` writes).
+///
+/// # Errors
+/// [`VerifyError::Section`] for a malformed module, [`VerifyError::AlreadyCountersigned`]
+/// for a module that was already imported into a catalog.
+pub fn vendor_sign(module: &[u8], key: &SigningKey) -> Result<Vec<u8>, VerifyError> {
+    if section::find_custom(module, CLUSTER_SECTION)?.is_some() {
+        return Err(VerifyError::AlreadyCountersigned);
+    }
+    let mut unsigned = section::strip_custom(module, VENDOR_SECTION)?;
+    while section::find_custom(&unsigned, VENDOR_SECTION)?.is_some() {
+        unsigned = section::strip_custom(&unsigned, VENDOR_SECTION)?;
+    }
+    let signature = key.sign(&sha256(&unsigned));
+    Ok(section::append_custom(&unsigned, VENDOR_SECTION, &signature)?)
+}
+
+/// Checks the vendor signature of `module` against `trusted` keys and returns the index of
+/// the key that verified it. A cluster section, if present, is left out first.
+///
+/// # Errors
+/// [`VerifyError::MissingVendorSignature`], [`VerifyError::UntrustedVendor`], or a
+/// malformed or duplicated section.
+pub fn verify_vendor(module: &[u8], trusted: &[PublicKey]) -> Result<usize, VerifyError> {
+    let without_cluster = section::strip_custom(module, CLUSTER_SECTION)?;
+    let signature =
+        only_signature(&without_cluster, VENDOR_SECTION)?.ok_or(VerifyError::MissingVendorSignature)?;
+    let digest = sha256(&section::strip_custom(&without_cluster, VENDOR_SECTION)?);
+    trusted.iter().position(|k| k.verify(&digest, signature)).ok_or(VerifyError::UntrustedVendor)
+}
+
+/// Countersigns vendor-signed bytes `p` with the node's cluster key: returns the catalog
+/// hash (SHA-256 of `p`) and the bytes to store, `p` + `fluxrig.cluster.signature`.
+///
+/// The vendor signature must have been checked by the caller (or waived by the operator):
+/// this function signs whatever it is given.
+///
+/// # Errors
+/// [`VerifyError::AlreadyCountersigned`] or a malformed module.
+pub fn countersign(p: &[u8], cluster_key: &SigningKey) -> Result<(CatalogHash, Vec<u8>), VerifyError> {
+    if section::find_custom(p, CLUSTER_SECTION)?.is_some() {
+        return Err(VerifyError::AlreadyCountersigned);
+    }
+    let digest = sha256(p);
+    let signature = cluster_key.sign(&digest);
+    Ok((CatalogHash(digest), section::append_custom(p, CLUSTER_SECTION, &signature)?))
+}
+
+/// How a [`VerifiedModule`] came to be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Its cluster signature verified with the node's cluster key.
+    ClusterSigned,
+    /// The operator asked for it to run unverified ([`dangerous::trust_unverified`]).
+    Unverified,
+}
+
+/// Module bytes whose cluster signature and catalog hash have been checked: the only
+/// input from which a [`crate::gear::Gear`] can be built.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedModule<'a> {
+    bytes: &'a [u8],
+    hash: CatalogHash,
+    trust: Trust,
+}
+
+impl<'a> VerifiedModule<'a> {
+    /// Returns the module bytes as stored (with their signature sections).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Returns the catalog hash: SHA-256 of the module without its cluster section.
+    pub fn hash(&self) -> CatalogHash {
+        self.hash
+    }
+
+    /// Returns how the module came to be trusted.
+    pub fn trust(&self) -> Trust {
+        self.trust
+    }
+}
+
+/// Verifies the cluster countersignature of stored module bytes `c` with `cluster_key`
+/// and, if `expected` is given, that the content hash equals that catalog name.
+///
+/// # Errors
+/// [`VerifyError::MissingClusterSignature`], [`VerifyError::BadClusterSignature`],
+/// [`VerifyError::HashMismatch`], or a malformed or duplicated section.
+pub fn verify_cluster<'a>(
+    c: &'a [u8],
+    cluster_key: &PublicKey,
+    expected: Option<&CatalogHash>,
+) -> Result<VerifiedModule<'a>, VerifyError> {
+    let signature =
+        only_signature(c, CLUSTER_SECTION)?.ok_or(VerifyError::MissingClusterSignature)?;
+    let hash = CatalogHash(sha256(&section::strip_custom(c, CLUSTER_SECTION)?));
+    if !cluster_key.verify(&hash.0, signature) {
+        return Err(VerifyError::BadClusterSignature);
+    }
+    if let Some(expected) = expected {
+        if *expected != hash {
+            return Err(VerifyError::HashMismatch { expected: *expected, got: hash });
+        }
+    }
+    Ok(VerifiedModule { bytes: c, hash, trust: Trust::ClusterSigned })
+}
+
+/// The way around verification, for an operator's explicitly insecure mode only.
+pub mod dangerous {
+    use super::{section, sha256, CatalogHash, Trust, VerifiedModule, CLUSTER_SECTION};
+
+    /// Treats `module` as verified without checking any signature. The hash is computed
+    /// as for a cluster-signed module so that logs name it the same way.
+    pub fn trust_unverified(module: &[u8]) -> VerifiedModule<'_> {
+        let hash = match section::strip_custom(module, CLUSTER_SECTION) {
+            Ok(stripped) => sha256(&stripped),
+            Err(_) => sha256(module),
+        };
+        VerifiedModule { bytes: module, hash: CatalogHash(hash), trust: Trust::Unverified }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::vec;
+
+    fn v(name: &str) -> Vec<u8> {
+        let text = include_str!("../../../shared/vectors/signatures.txt");
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} = "))).unwrap();
+        let hex = line.split(" = ").nth(1).unwrap().trim();
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    }
+
+    fn keys() -> (SigningKey, SigningKey) {
+        (
+            SigningKey::from_key_file(&v("vendor_key_file")).unwrap(),
+            SigningKey::from_key_file(&v("cluster_key_file")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn bare_module_vectors_byte_for_byte() {
+        let (vendor, cluster) = keys();
+        assert_eq!(vendor.public_key().0.to_vec(), v("vendor_pub"));
+        assert_eq!(cluster.public_key().0.to_vec(), v("cluster_pub"));
+        assert_eq!(sha256(&v("module")).to_vec(), v("module_sha256"));
+        let signed = vendor_sign(&v("module"), &vendor).unwrap();
+        assert_eq!(signed, v("vendor_signed_module"));
+        assert_eq!(&signed[signed.len() - 64..], &v("vendor_signature")[..]);
+        let (hash, stored) = countersign(&signed, &cluster).unwrap();
+        assert_eq!(hash.0.to_vec(), v("catalog_hash"));
+        assert_eq!(stored, v("cluster_signed_module"));
+        assert_eq!(&stored[stored.len() - 64..], &v("cluster_signature")[..]);
+        assert_eq!(sha256(&stored).to_vec(), v("cluster_signed_module_sha256"));
+        let verified = verify_cluster(&stored, &cluster.public_key(), Some(&hash)).unwrap();
+        assert_eq!(verified.hash(), hash);
+        assert_eq!(verified.trust(), Trust::ClusterSigned);
+        assert_eq!(format!("{hash}"), "b3a9f5ae175c79848ec1601eb99224107e035ab3e242ef9bced028b448c1645d");
+        assert_eq!(CatalogHash::from_hex(&format!("{hash}")), Some(hash));
+    }
+
+    #[test]
+    fn gear_module_vectors_byte_for_byte() {
+        let (vendor, cluster) = keys();
+        let signed = vendor_sign(&v("gear_module"), &vendor).unwrap();
+        assert_eq!(signed, v("gear_vendor_signed_module"));
+        let (hash, stored) = countersign(&signed, &cluster).unwrap();
+        assert_eq!(hash.0.to_vec(), v("gear_catalog_hash"));
+        assert_eq!(stored, v("gear_cluster_signed_module"));
+    }
+
+    #[test]
+    fn resigning_replaces_the_old_signature() {
+        let (vendor, cluster) = keys();
+        let once = vendor_sign(&v("module"), &cluster).unwrap();
+        let twice = vendor_sign(&once, &vendor).unwrap();
+        assert_eq!(twice, v("vendor_signed_module"));
+    }
+
+    #[test]
+    fn vendor_check_says_which_key_matched_and_keeps_fluxrig_strings() {
+        let (vendor, cluster) = keys();
+        let signed = v("vendor_signed_module");
+        let trusted = [cluster.public_key(), vendor.public_key()];
+        assert_eq!(verify_vendor(&signed, &trusted), Ok(1));
+        // A cluster-signed module still carries a checkable vendor signature.
+        assert_eq!(verify_vendor(&v("cluster_signed_module"), &trusted), Ok(1));
+        let e = verify_vendor(&signed, &[cluster.public_key()]).unwrap_err();
+        assert_eq!(format!("{e}"), "vendor signature found but does not match any trusted keys");
+        let e = verify_vendor(&v("module"), &trusted).unwrap_err();
+        assert_eq!(format!("{e}"), "missing vendor signature (use allow_unsigned to bypass)");
+        let mut tampered = signed.clone();
+        tampered[4] ^= 1;
+        assert_eq!(verify_vendor(&tampered, &trusted), Err(VerifyError::Section(SectionError::BadHeader)));
+        let mut tampered = signed;
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(verify_vendor(&tampered, &trusted), Err(VerifyError::UntrustedVendor));
+    }
+
+    #[test]
+    fn cluster_check_refuses_missing_wrong_tampered_and_misnamed() {
+        let (vendor, cluster) = keys();
+        let stored = v("cluster_signed_module");
+        let key = cluster.public_key();
+        assert_eq!(
+            verify_cluster(&v("vendor_signed_module"), &key, None).unwrap_err(),
+            VerifyError::MissingClusterSignature
+        );
+        assert_eq!(
+            verify_cluster(&stored, &vendor.public_key(), None).unwrap_err(),
+            VerifyError::BadClusterSignature
+        );
+        let mut tampered = stored.clone();
+        tampered[30] ^= 0x40; // inside the vendor signature payload
+        assert_eq!(verify_cluster(&tampered, &key, None).unwrap_err(), VerifyError::BadClusterSignature);
+        let other = CatalogHash([0xab; 32]);
+        let e = verify_cluster(&stored, &key, Some(&other)).unwrap_err();
+        assert!(matches!(e, VerifyError::HashMismatch { .. }));
+        assert!(format!("{e}").contains("but it is named abab"));
+        let doubled = section::append_custom(&stored, CLUSTER_SECTION, &[0; 64]).unwrap();
+        assert_eq!(
+            verify_cluster(&doubled, &key, None).unwrap_err(),
+            VerifyError::DuplicateSignature { section: CLUSTER_SECTION }
+        );
+        let short = section::append_custom(&v("vendor_signed_module"), CLUSTER_SECTION, &[0; 63]).unwrap();
+        assert_eq!(
+            verify_cluster(&short, &key, None).unwrap_err(),
+            VerifyError::BadSignatureLength { section: CLUSTER_SECTION, got: 63 }
+        );
+        assert_eq!(countersign(&stored, &cluster).unwrap_err(), VerifyError::AlreadyCountersigned);
+        assert_eq!(vendor_sign(&stored, &vendor).unwrap_err(), VerifyError::AlreadyCountersigned);
+    }
+
+    #[test]
+    fn unverified_modules_are_marked() {
+        let m = dangerous::trust_unverified(&[1, 2, 3]);
+        assert_eq!(m.trust(), Trust::Unverified);
+        let stored = v("cluster_signed_module");
+        assert_eq!(dangerous::trust_unverified(&stored).hash().0.to_vec(), v("catalog_hash"));
+    }
+
+    #[test]
+    fn key_files_in_every_accepted_form() {
+        let file = v("vendor_key_file");
+        let from_seed = SigningKey::from_key_file(&file[..32]).unwrap();
+        assert_eq!(from_seed.to_key_file().to_vec(), file);
+        let hex: alloc::string::String = file.iter().map(|b| format!("{b:02X}")).collect();
+        let from_hex = SigningKey::from_key_file(format!("  {hex}\n").as_bytes()).unwrap();
+        assert_eq!(from_hex.public_key(), from_seed.public_key());
+        assert_eq!(SigningKey::from_key_file(&file[..31]).unwrap_err(), KeyError::BadLength { got: 31 });
+        assert_eq!(SigningKey::from_key_file(&[0; 32]).unwrap_err(), KeyError::ZeroSeed);
+        let mut wrong = file.clone();
+        wrong[40] ^= 1;
+        assert_eq!(SigningKey::from_key_file(&wrong).unwrap_err(), KeyError::PublicHalfMismatch);
+        let mut bad_hex = hex.into_bytes();
+        bad_hex[5] = b'g';
+        assert_eq!(SigningKey::from_key_file(&bad_hex).unwrap_err(), KeyError::BadLength { got: 128 });
+        assert_eq!(PublicKey::from_bytes(&[0; 33]).unwrap_err(), KeyError::BadLength { got: 33 });
+        assert!(!format!("{from_seed:?}").contains("9d61b1"));
+        let _ = vec![0u8; 0];
+    }
+}
