@@ -329,13 +329,24 @@ impl FluxMsg {
                 got: bytes.len(),
             });
         }
-        let mut r = Reader { d: Decoder::new(bytes), payload: 0 };
-        let msg = r.message()?;
-        let end = r.d.position();
+        let (msg, end) = Self::decode_prefix(bytes)?;
         if end != bytes.len() {
             return Err(MessageError::TrailingBytes { offset: end });
         }
         Ok(msg)
+    }
+
+    /// Decodes the first fluxMsg of a CBOR sequence and returns it with its length in
+    /// bytes; what follows is left alone. Only the first [`MAX_ENCODED_MESSAGE_BYTES`] are
+    /// looked at, so a caller reading a stream can retry with more bytes until then.
+    ///
+    /// # Errors
+    /// As [`FluxMsg::decode`], except that trailing bytes are not an error.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), MessageError> {
+        let window = &bytes[..bytes.len().min(MAX_ENCODED_MESSAGE_BYTES)];
+        let mut r = Reader { d: Decoder::new(window), payload: 0 };
+        let msg = r.message()?;
+        Ok((msg, r.d.position()))
     }
 
     /// Returns the payload size fluxrig limits: `raw` + `meta` keys and values + text and

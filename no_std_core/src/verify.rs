@@ -39,8 +39,13 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyError {
     /// A private key file is not 32 bytes (seed), 64 bytes (seed + public key) or 128 hex
-    /// digits; a public key is not 32 bytes.
+    /// digits.
     BadLength {
+        /// The length found, in bytes.
+        got: usize,
+    },
+    /// A public key that is not 32 bytes.
+    BadPublicKeyLength {
         /// The length found, in bytes.
         got: usize,
     },
@@ -57,6 +62,9 @@ impl fmt::Display for KeyError {
                 f,
                 "key is {got} bytes; expected 32 (seed), 64 (seed and public key) or 128 hex digits"
             ),
+            Self::BadPublicKeyLength { got } => {
+                write!(f, "public key is {got} bytes; expected 32")
+            }
             Self::ZeroSeed => f.write_str("key seed is all zeros"),
             Self::PublicHalfMismatch => {
                 f.write_str("key file's public half does not match its seed")
@@ -73,10 +81,10 @@ impl PublicKey {
     /// Reads a public key from exactly 32 raw bytes (the format of a `.pub` file).
     ///
     /// # Errors
-    /// [`KeyError::BadLength`] for any other length.
+    /// [`KeyError::BadPublicKeyLength`] for any other length.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         let raw: [u8; 32] =
-            bytes.try_into().map_err(|_| KeyError::BadLength { got: bytes.len() })?;
+            bytes.try_into().map_err(|_| KeyError::BadPublicKeyLength { got: bytes.len() })?;
         Ok(Self(raw))
     }
 
@@ -415,7 +423,6 @@ pub mod dangerous {
 mod tests {
     use super::*;
     use alloc::format;
-    use alloc::vec;
 
     fn v(name: &str) -> Vec<u8> {
         let text = include_str!("../../../shared/vectors/signatures.txt");
@@ -549,8 +556,7 @@ mod tests {
         let mut bad_hex = hex.into_bytes();
         bad_hex[5] = b'g';
         assert_eq!(SigningKey::from_key_file(&bad_hex).unwrap_err(), KeyError::BadLength { got: 128 });
-        assert_eq!(PublicKey::from_bytes(&[0; 33]).unwrap_err(), KeyError::BadLength { got: 33 });
+        assert_eq!(PublicKey::from_bytes(&[0; 33]).unwrap_err(), KeyError::BadPublicKeyLength { got: 33 });
         assert!(!format!("{from_seed:?}").contains("9d61b1"));
-        let _ = vec![0u8; 0];
     }
 }

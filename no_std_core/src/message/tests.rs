@@ -233,3 +233,14 @@ fn errors_display_with_values() {
     let e = MessageError::TooManyHops { limit: 64, got: 65 };
     assert_eq!(format!("{e}"), "path has 65 hops, limit is 64");
 }
+
+#[test]
+fn decode_prefix_reads_one_item_of_a_sequence() {
+    let one = vector("example");
+    let mut two = one.clone();
+    two.extend_from_slice(&FluxMsg::default().encode());
+    let (first, used) = FluxMsg::decode_prefix(&two).unwrap();
+    assert_eq!((first, used), (example(), one.len()));
+    assert_eq!(FluxMsg::decode_prefix(&two[used..]).unwrap().0, FluxMsg::default());
+    assert!(FluxMsg::decode_prefix(&one[..100]).is_err());
+}

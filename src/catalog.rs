@@ -1,0 +1,168 @@
+//! The file-based catalog `DATA/wasm/<hash>.wasm` and the `wasm` commands' work:
+//! sign, import, list, verify, and resolving a gear's source to verified bytes.
+//!
+//! Import (`spec/fluxrig-compat.md` sections 3 and 5): vendor signature checked against
+//! the trust store, module shape checked, countersigned with the node's cluster key, and
+//! stored atomically under the SHA-256 of the vendor-signed bytes. Loading checks the
+//! cluster signature and that the content hashes to the name (BETTER than fluxrig).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use fluxrig_core::gear::{inspect, GearConfig, ModuleShape};
+use fluxrig_core::limits::{MAX_MEMORY_LIMIT_PAGES, MAX_MODULE_BYTES};
+use fluxrig_core::verify::{self, CatalogHash, PublicKey, VerifyError};
+
+use crate::error::{Error, Result};
+use crate::files::{read_limited, write_atomic};
+use crate::keys::{self, TrustedKey};
+use crate::scenario::Source;
+
+/// Path of a module in the catalog.
+pub fn module_path(data_dir: &Path, hash: &CatalogHash) -> PathBuf {
+    data_dir.join("wasm").join(format!("{hash}.wasm"))
+}
+
+/// Reads a module file (at most [`MAX_MODULE_BYTES`]).
+pub fn read_module(path: &Path) -> Result<Vec<u8>> {
+    read_limited(path, MAX_MODULE_BYTES, "module")
+}
+
+fn trust_error(path: &Path, e: VerifyError) -> Error {
+    match e {
+        VerifyError::Section(_) => Error::new(format!("{}: {e}", path.display())),
+        _ => Error::untrusted(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Vendor-signs `file` in place with the key file `key`; returns the vendor public key.
+pub fn sign(file: &Path, key: &Path) -> Result<PublicKey> {
+    let key = keys::load_signing_key(key)?;
+    let module = read_module(file)?;
+    let signed = verify::vendor_sign(&module, &key).map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
+    write_atomic(file, &signed, 0o644)?;
+    Ok(key.public_key())
+}
+
+/// How an imported module's vendor signature stood.
+#[derive(Debug)]
+pub enum VendorStatus {
+    /// Verified by this trusted vendor key.
+    Trusted(String),
+    /// Unsigned, and the operator allowed it.
+    UnsignedAllowed,
+}
+
+/// What `wasm import` did.
+#[derive(Debug)]
+pub struct Imported {
+    /// Catalog hash.
+    pub hash: CatalogHash,
+    /// Where it is stored.
+    pub path: PathBuf,
+    /// Vendor signature status.
+    pub vendor: VendorStatus,
+    /// What the shape check found.
+    pub shape: ModuleShape,
+    /// Whether the same module was already in the catalog.
+    pub already_present: bool,
+}
+
+/// Checks the vendor signature of `module` against the trust store.
+pub fn check_vendor(module: &[u8], trusted: &[TrustedKey], allow_unsigned: bool) -> std::result::Result<VendorStatus, VerifyError> {
+    let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key).collect();
+    match verify::verify_vendor(module, &keys) {
+        Ok(i) => Ok(VendorStatus::Trusted(trusted[i].vendor.clone())),
+        Err(VerifyError::MissingVendorSignature) if allow_unsigned => Ok(VendorStatus::UnsignedAllowed),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks the gear shape with the most generous limits (the scenario sets the real ones).
+pub fn check_shape(module: &[u8], entrypoint: &str) -> Result<ModuleShape> {
+    let config = GearConfig {
+        entrypoint: entrypoint.to_string(),
+        memory_limit_pages: MAX_MEMORY_LIMIT_PAGES,
+        ..GearConfig::default()
+    };
+    inspect(module, &config).map_err(|e| Error::new(e.to_string()))
+}
+
+/// Imports `file` into the catalog.
+pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Imported> {
+    let module = read_module(file)?;
+    let trusted = keys::load_trust_store(data_dir)?;
+    let vendor = check_vendor(&module, &trusted, allow_unsigned).map_err(|e| {
+        let error = trust_error(file, e);
+        if trusted.is_empty() && e == VerifyError::UntrustedVendor {
+            let store = keys::trust_store_path(data_dir);
+            return Error::untrusted(format!("{error} (the trust store {} has no keys)", store.display()));
+        }
+        error
+    })?;
+    let shape = check_shape(&module, "process").map_err(|e| e.context(file.display()))?;
+    let cluster = keys::load_or_create_cluster_key(data_dir)?;
+    let (hash, stored) = verify::countersign(&module, &cluster).map_err(|e| trust_error(file, e))?;
+    let path = module_path(data_dir, &hash);
+    let already_present = fs::read(&path).is_ok_and(|old| old == stored);
+    if !already_present {
+        write_atomic(&path, &stored, 0o644)?;
+    }
+    Ok(Imported { hash, path, vendor, shape, already_present })
+}
+
+/// Reads the module a gear source names and checks its cluster signature (and, for the
+/// catalog, that its content matches its name). With `insecure`, checks nothing.
+pub fn load_source(data_dir: &Path, source: &Source, cluster: Option<&PublicKey>) -> Result<(Vec<u8>, CatalogHash)> {
+    let (path, expected) = match source {
+        Source::Catalog(hash) => (module_path(data_dir, hash), Some(hash)),
+        Source::File(path) => (path.clone(), None),
+    };
+    let bytes = read_module(&path).map_err(|e| match source {
+        Source::Catalog(hash) if !path.exists() => Error::new(format!(
+            "module {hash} is not in the catalog {} (import it with 'fluxrig wasm import')",
+            data_dir.join("wasm").display()
+        )),
+        _ => e,
+    })?;
+    let hash = match cluster {
+        Some(key) => verify::verify_cluster(&bytes, key, expected).map_err(|e| trust_error(&path, e))?.hash(),
+        None => verify::dangerous::trust_unverified(&bytes).hash(),
+    };
+    Ok((bytes, hash))
+}
+
+/// One row of `wasm list`.
+pub struct Listed {
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// `Ok` or why it would be refused.
+    pub status: Result<()>,
+}
+
+/// Lists and checks every catalog file.
+pub fn list(data_dir: &Path) -> Result<Vec<Listed>> {
+    let dir = data_dir.join("wasm");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, "read catalog", &e)),
+    };
+    let cluster = keys::cluster_public_key(data_dir).ok();
+    let mut rows = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".wasm") else { continue };
+        let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let status = match (CatalogHash::from_hex(stem), &cluster) {
+            (None, _) => Err(Error::new("name is not <sha256>.wasm")),
+            (_, None) => Err(Error::untrusted("no cluster key to check it with")),
+            (Some(hash), Some(key)) => load_source(data_dir, &Source::Catalog(hash), Some(key)).map(|_| ()),
+        };
+        rows.push(Listed { name, bytes, status });
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rows)
+}

@@ -1,0 +1,233 @@
+//! Command-line arguments (argh): raw flags in, a [`Command`] out. Doc comments are the
+//! `--help` text.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::rack::Format;
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+/// fluxrig-edge: run signed fluxrig Wasm gears on an edge gateway. Exit codes: 0 success,
+/// 1 refused or failed, 2 bad command line, 3 signature or trust failure.
+#[derive(FromArgs, Debug)]
+pub struct Top {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Keys(Keys),
+    Wasm(Wasm),
+    Scenario(ScenarioCmd),
+    Run(Run),
+}
+
+/// manage Ed25519 key files
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "keys")]
+pub struct Keys {
+    #[argh(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The `keys` commands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum KeysCommand {
+    GenCluster(GenCluster),
+}
+
+/// generate an Ed25519 key pair: PATH (64 bytes, seed then public key) and PATH.pub (32
+/// bytes), both mode 0600; usable as a vendor key or a cluster key
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "gen-cluster")]
+pub struct GenCluster {
+    /// key file to write (overrides --dir and --name)
+    #[argh(option, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// folder to write the key in (default .)
+    #[argh(option, short = 'd', default = "PathBuf::from(\".\")")]
+    pub dir: PathBuf,
+    /// key file name inside --dir (default cluster.key)
+    #[argh(option, short = 'n', default = "String::from(\"cluster.key\")")]
+    pub name: String,
+    /// replace existing key files (the old key is lost)
+    #[argh(switch)]
+    pub force: bool,
+    /// data folder (default ./data; not used by this command)
+    #[argh(option, default = "default_data_dir()")]
+    #[allow(dead_code)] // accepted on every command, so that scripts can always pass it
+    pub data_dir: PathBuf,
+}
+
+/// sign, import, inspect and try Wasm gear modules
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "wasm")]
+pub struct Wasm {
+    #[argh(subcommand)]
+    pub command: WasmCommand,
+}
+
+/// The `wasm` commands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum WasmCommand {
+    Sign(Sign),
+    Import(Import),
+    List(List),
+    Verify(VerifyCmd),
+    Call(Call),
+}
+
+/// vendor-sign a module in place (replaces an older vendor signature)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "sign")]
+pub struct Sign {
+    /// the .wasm module to sign
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// the vendor's private key file
+    #[argh(positional)]
+    pub key: PathBuf,
+    /// data folder (default ./data; not used by this command)
+    #[argh(option, default = "default_data_dir()")]
+    #[allow(dead_code)] // accepted on every command, so that scripts can always pass it
+    pub data_dir: PathBuf,
+}
+
+/// check a module's vendor signature against DATA/wasm/keys and its shape, countersign it
+/// with the node's cluster key and store it in the catalog; prints its SHA-256 hash
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import")]
+pub struct Import {
+    /// the vendor-signed .wasm module
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// import a module that has no vendor signature at all
+    #[argh(switch)]
+    pub allow_unsigned: bool,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// list the catalog and check every module's cluster signature and hash
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct List {
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// check a module file: vendor signature, cluster signature (if any) and gear shape
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+pub struct VerifyCmd {
+    /// the .wasm module
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// entrypoint export to check for (default process)
+    #[argh(option, default = "String::from(\"process\")")]
+    pub entrypoint: String,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// run one message through a gear and print the result as a JSON line; the gear author's
+/// test bench. A catalog hash is verified; a file runs unverified, with a warning
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "call")]
+pub struct Call {
+    /// a .wasm file, or the catalog hash of an imported module
+    #[argh(positional)]
+    pub module: String,
+    /// the message: a fluxMsg as JSON, or any other text as its raw payload (default "hello")
+    #[argh(option, short = 'm', default = "String::from(\"hello\")")]
+    pub message: String,
+    /// entrypoint export (default process)
+    #[argh(option, default = "String::from(\"process\")")]
+    pub entrypoint: String,
+    /// linear-memory limit in 64 KiB pages (default 16)
+    #[argh(option, default = "fluxrig_core::limits::DEFAULT_MEMORY_LIMIT_PAGES")]
+    pub memory_limit_pages: u32,
+    /// fuel for the process call (default 10000000)
+    #[argh(option, default = "fluxrig_core::limits::DEFAULT_FUEL_PER_MESSAGE")]
+    pub fuel: u64,
+    /// show the gear's debug log lines
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// check and store scenarios
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "scenario")]
+pub struct ScenarioCmd {
+    #[argh(subcommand)]
+    pub command: ScenarioCommand,
+}
+
+/// The `scenario` commands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum ScenarioCommand {
+    Import(ScenarioImport),
+}
+
+/// check a scenario completely (schema, names, wires, sources, signatures, hashes,
+/// limits, memory budget), then store it, and with --activate make it the one 'run' uses
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import")]
+pub struct ScenarioImport {
+    /// the scenario YAML file
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// make it the active scenario
+    #[argh(switch)]
+    pub activate: bool,
+    /// memory budget for all gears in MiB (default: half of this machine's RAM)
+    #[argh(option)]
+    pub memory_budget_mib: Option<usize>,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// run the active scenario (or --scenario FILE): unwired gear inputs read standard input,
+/// unwired outputs write standard output, logs go to standard error
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "run")]
+pub struct Run {
+    /// scenario YAML to run instead of the active one
+    #[argh(option)]
+    pub scenario: Option<PathBuf>,
+    /// input format on standard input: json (lines) or cbor (sequence) (default json)
+    #[argh(option, default = "Format::Json")]
+    pub input_format: Format,
+    /// output format on standard output: json or cbor (default json)
+    #[argh(option, default = "Format::Json")]
+    pub output_format: Format,
+    /// memory budget for all gears in MiB (default: half of this machine's RAM)
+    #[argh(option)]
+    pub memory_budget_mib: Option<usize>,
+    /// run modules without checking cluster signatures or hashes (development only)
+    #[argh(switch)]
+    pub insecure: bool,
+    /// show debug log lines
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}

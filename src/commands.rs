@@ -1,0 +1,261 @@
+//! What each command does, given its parsed arguments. Results go to standard output,
+//! diagnostics to standard error.
+
+use std::path::Path;
+
+use fluxrig_core::abi::LogLevel;
+use fluxrig_core::gear::{FuelBudget, Gear, GearConfig};
+use fluxrig_core::verify::{self, CatalogHash};
+
+use crate::catalog::{self, VendorStatus};
+use crate::cli::*;
+use crate::error::{Error, Result};
+use crate::files::{read_limited, write_atomic};
+use crate::json;
+use crate::keys;
+use crate::logger;
+use crate::rack::{self, Checks, Rack};
+use crate::scenario::{self, MAX_SCENARIO_BYTES};
+
+/// Runs one parsed command.
+pub fn run(top: Top) -> Result<()> {
+    match top.command {
+        Command::Keys(Keys { command: KeysCommand::GenCluster(c) }) => gen_cluster(&c),
+        Command::Wasm(Wasm { command }) => match command {
+            WasmCommand::Sign(c) => sign(&c),
+            WasmCommand::Import(c) => import(&c),
+            WasmCommand::List(c) => list(&c),
+            WasmCommand::Verify(c) => verify_file(&c),
+            WasmCommand::Call(c) => call(&c),
+        },
+        Command::Scenario(ScenarioCmd { command: ScenarioCommand::Import(c) }) => scenario_import(&c),
+        Command::Run(c) => run_rack(&c),
+    }
+}
+
+fn fingerprint(key: &verify::PublicKey) -> String {
+    key.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn gen_cluster(c: &GenCluster) -> Result<()> {
+    let path = c.out.clone().unwrap_or_else(|| c.dir.join(&c.name));
+    let key = keys::generate(&path, c.force)?;
+    println!("wrote {} and {}", path.display(), keys::pub_path(&path).display());
+    println!("public key: {}", key.public_key().0.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    Ok(())
+}
+
+fn sign(c: &Sign) -> Result<()> {
+    let public = catalog::sign(&c.file, &c.key)?;
+    println!("signed {} (vendor key {})", c.file.display(), fingerprint(&public));
+    Ok(())
+}
+
+fn import(c: &Import) -> Result<()> {
+    let done = catalog::import(&c.data_dir, &c.file, c.allow_unsigned)?;
+    let vendor = match &done.vendor {
+        VendorStatus::Trusted(name) => format!("vendor signature verified with trusted key '{name}'"),
+        VendorStatus::UnsignedAllowed => {
+            logger::warn("import", "module has no vendor signature; imported because of --allow-unsigned");
+            "unsigned (allowed by --allow-unsigned)".to_string()
+        }
+    };
+    println!("{}", done.hash);
+    eprintln!(
+        "{} {} as snake://wasm_catalog/{}.wasm\n  {vendor}\n  countersigned with the node's cluster key\n  stored at {}\n  exports {}/free/process; initial memory {} pages",
+        if done.already_present { "already in the catalog:" } else { "imported" },
+        c.file.display(),
+        done.hash,
+        done.path.display(),
+        done.shape.alloc_export,
+        done.shape.initial_pages,
+    );
+    Ok(())
+}
+
+fn list(c: &List) -> Result<()> {
+    let rows = catalog::list(&c.data_dir)?;
+    if rows.is_empty() {
+        eprintln!("the catalog {} is empty", c.data_dir.join("wasm").display());
+    }
+    let mut bad = 0;
+    for row in &rows {
+        match &row.status {
+            Ok(()) => println!("{}  {:>8} B  ok", row.name, row.bytes),
+            Err(e) => {
+                bad += 1;
+                println!("{}  {:>8} B  REFUSED: {e}", row.name, row.bytes);
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(Error::untrusted(format!("{bad} of {} catalog modules would be refused", rows.len())));
+    }
+    Ok(())
+}
+
+fn verify_file(c: &VerifyCmd) -> Result<()> {
+    let module = catalog::read_module(&c.file)?;
+    let trusted = keys::load_trust_store(&c.data_dir)?;
+    let mut failures = Vec::new();
+    match catalog::check_vendor(&module, &trusted, false) {
+        Ok(VendorStatus::Trusted(name)) => println!("vendor signature: ok (trusted key '{name}')"),
+        Ok(VendorStatus::UnsignedAllowed) => {}
+        Err(e) => {
+            println!("vendor signature: {e}");
+            failures.push("vendor signature");
+        }
+    }
+    let has_cluster = fluxrig_core::section::find_custom(&module, verify::CLUSTER_SECTION).map_err(|e| Error::new(format!("{}: {e}", c.file.display())))?.is_some();
+    if has_cluster {
+        match keys::cluster_public_key(&c.data_dir) {
+            Ok(key) => match verify::verify_cluster(&module, &key, None) {
+                Ok(v) => println!("cluster signature: ok (catalog hash {})", v.hash()),
+                Err(e) => {
+                    println!("cluster signature: {e}");
+                    failures.push("cluster signature");
+                }
+            },
+            Err(e) => {
+                println!("cluster signature: cannot check: {e}");
+                failures.push("cluster signature");
+            }
+        }
+    } else {
+        println!("cluster signature: none (not imported into a catalog)");
+    }
+    match catalog::check_shape(&module, &c.entrypoint) {
+        Ok(shape) => println!(
+            "shape: ok ({}, free, {}; env.log {}; initial memory {} pages)",
+            shape.alloc_export,
+            c.entrypoint,
+            if shape.imports_log { "imported" } else { "not imported" },
+            shape.initial_pages
+        ),
+        Err(e) => {
+            println!("shape: {e}");
+            failures.push("shape");
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::untrusted(format!("{}: {} failed", c.file.display(), failures.join(", "))))
+    }
+}
+
+fn call(c: &Call) -> Result<()> {
+    logger::set_verbose(c.verbose);
+    let (bytes, verified) = match CatalogHash::from_hex(&c.module) {
+        Some(hash) if !Path::new(&c.module).exists() => {
+            let key = keys::cluster_public_key(&c.data_dir)?;
+            (catalog::load_source(&c.data_dir, &scenario::Source::Catalog(hash), Some(&key))?.0, true)
+        }
+        _ => (catalog::read_module(Path::new(&c.module))?, false),
+    };
+    if !verified {
+        logger::warn("call", &format!("running {} without checking its signatures", c.module));
+    }
+    let config = GearConfig {
+        entrypoint: c.entrypoint.clone(),
+        memory_limit_pages: c.memory_limit_pages,
+        fuel: FuelBudget { per_message: c.fuel, ..FuelBudget::default() },
+        ..GearConfig::default()
+    };
+    let mut sink = |level: LogLevel, line: &str| logger::log(level, "gear", line);
+    // Verified above for a catalog hash; a file is the author's own, run as the warning says.
+    let module = verify::dangerous::trust_unverified(&bytes);
+    let mut gear = Gear::load(&module, config, &mut sink).map_err(|e| Error::new(e.to_string()))?;
+    let msg = json::from_line(&c.message)?;
+    let result = gear.process(&msg, &mut sink);
+    eprintln!("fuel used: {}", gear.last_fuel_used());
+    match result {
+        Ok(Some(out)) => println!("{}", json::to_json(&out)),
+        Ok(None) => eprintln!("the gear dropped the message"),
+        Err(e) => return Err(Error::new(format!("gear: {e}"))),
+    }
+    Ok(())
+}
+
+fn budget(mib: Option<usize>) -> Result<usize> {
+    match mib {
+        None => Ok(rack::default_memory_budget()),
+        Some(0) => Err(Error::new("--memory-budget-mib must be at least 1")),
+        Some(m) => m.checked_mul(1 << 20).ok_or_else(|| Error::new("--memory-budget-mib is too large")),
+    }
+}
+
+/// The active scenario's path.
+fn active_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("scenarios").join("active.yaml")
+}
+
+fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() { "scenario".to_string() } else { s }
+}
+
+fn read_scenario(path: &Path) -> Result<(Vec<u8>, scenario::Scenario)> {
+    let bytes = read_limited(path, MAX_SCENARIO_BYTES, "scenario")?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
+    let parsed = scenario::parse(text).map_err(|e| e.context(path.display()))?;
+    Ok((bytes, parsed))
+}
+
+fn scenario_import(c: &ScenarioImport) -> Result<()> {
+    let (bytes, parsed) = read_scenario(&c.file)?;
+    let plan = rack::plan(parsed, &c.data_dir, Checks::Verified, budget(c.memory_budget_mib)?)
+        .map_err(|e| e.context(c.file.display()))?;
+    let s = &plan.scenario;
+    let stored = c.data_dir.join("scenarios").join(format!("{}.yaml", slug(&s.name)));
+    write_atomic(&stored, &bytes, 0o644)?;
+    if c.activate {
+        write_atomic(&active_path(&c.data_dir), &bytes, 0o644)?;
+    }
+    println!(
+        "imported scenario '{}' {} ({} gear(s), {} wire(s), worst-case memory {} KiB) to {}{}",
+        s.name,
+        s.version,
+        s.gears.len(),
+        s.wires.len(),
+        plan.worst_case_bytes.div_ceil(1024),
+        stored.display(),
+        if c.activate { "; active" } else { "" }
+    );
+    Ok(())
+}
+
+fn run_rack(c: &Run) -> Result<()> {
+    logger::set_verbose(c.verbose);
+    let path = c.scenario.clone().unwrap_or_else(|| active_path(&c.data_dir));
+    if c.scenario.is_none() && !path.exists() {
+        return Err(Error::new(format!(
+            "no active scenario in {}: run 'fluxrig scenario import FILE --activate' or pass --scenario FILE",
+            c.data_dir.display()
+        )));
+    }
+    let (_, parsed) = read_scenario(&path)?;
+    let checks = if c.insecure {
+        logger::warn("rack", "--insecure: modules run without checking cluster signatures or hashes");
+        Checks::Insecure
+    } else {
+        Checks::Verified
+    };
+    let plan = rack::plan(parsed, &c.data_dir, checks, budget(c.memory_budget_mib)?).map_err(|e| e.context(path.display()))?;
+    let name = plan.scenario.name.clone();
+    let rack = Rack::build(plan, c.output_format)?;
+    logger::info("rack", &format!("running scenario '{name}'"));
+    let stats = rack.run(c.input_format, Box::new(std::io::stdin()));
+    logger::info(
+        "rack",
+        &format!(
+            "stopped: {} in, {} out, {} dropped by gears, {} errors",
+            stats.entered, stats.written, stats.dropped, stats.errors
+        ),
+    );
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! fluxMsg as a JSON line, for people and scripts at the rack's edges.
+//!
+//! Shape: `{"id": UUID, "ref_id": UUID, "trace": str, "src_id": UUID, "meta": {str: str} |
+//! null, "data": {...} | null, "flags": n, "raw": base64 | null, "raw_text": str, "path":
+//! [{"g": UUID, "p": UUID, "t": n}] | null, "ts": n}`. `raw` is base64 as Go's
+//! encoding/json writes byte slices; `raw_text` is written as well when `raw` is UTF-8,
+//! and may be given instead of `raw` on input (given both, they must agree). Byte strings inside `data` become base64
+//! strings (lossy: they come back as text).
+//!
+//! A line that is not a JSON object with at least one fluxMsg key is taken whole as the
+//! `raw` payload of a new message (fresh UUID v7 id, `ts` now).
+
+use fluxrig_core::message::{FluxMsg, Hop, Uuid, Value};
+use serde_json::{Map, Number, Value as Json};
+
+use crate::error::{Error, Result};
+use crate::logger::unix_nanos;
+
+const KEYS: [&str; 11] =
+    ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "raw_text", "path", "ts"];
+
+/// Formats a UUID as 8-4-4-4-12 lowercase hex.
+pub fn uuid_string(u: &Uuid) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn parse_uuid(s: &str, field: &str) -> Result<Uuid> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    let ok = hex.len() == 32
+        && hex.is_ascii()
+        && out.iter_mut().enumerate().all(|(i, b)| {
+            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map(|v| *b = v).is_ok()
+        });
+    ok.then_some(out).ok_or_else(|| Error::new(format!("'{field}' is not a UUID: {s:?}")))
+}
+
+/// Makes a UUID v7: 48-bit Unix milliseconds, version 7, variant 10, random rest.
+pub fn new_uuid_v7() -> Uuid {
+    let mut u = [0u8; 16];
+    // Randomness failing leaves zeros: ids stay unique by time, and no message is lost.
+    let _ = getrandom::fill(&mut u[6..]);
+    let millis = (unix_nanos() / 1_000_000) as u64;
+    u[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    u[6] = 0x70 | (u[6] & 0x0f);
+    u[8] = 0x80 | (u[8] & 0x3f);
+    u
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Encodes standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (padding optional).
+pub fn unbase64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = B64.iter().position(|b| *b == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    (bits < 6 && acc & ((1 << bits) - 1) == 0).then_some(out)
+}
+
+fn value_to_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => i64::try_from(*i)
+            .map(Json::from)
+            .or_else(|_| u64::try_from(*i).map(Json::from))
+            .unwrap_or_else(|_| Json::from(*i as f64)),
+        Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Text(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Json::String(base64(b)),
+        Value::Array(items) => Json::Array(items.iter().map(value_to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::Text(s) => s.clone(),
+                        other => value_to_json(other).to_string(),
+                    };
+                    (key, value_to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn json_to_value(j: &Json) -> Value {
+    match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => n
+            .as_i64()
+            .map(|i| Value::Int(i.into()))
+            .or_else(|| n.as_u64().map(|u| Value::Int(u.into())))
+            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
+        Json::String(s) => Value::Text(s.clone()),
+        Json::Array(items) => Value::Array(items.iter().map(json_to_value).collect()),
+        Json::Object(map) => {
+            Value::Map(map.iter().map(|(k, v)| (Value::Text(k.clone()), json_to_value(v))).collect())
+        }
+    }
+}
+
+/// Renders a message as one JSON line (no trailing newline).
+pub fn to_json(msg: &FluxMsg) -> String {
+    let mut o = Map::new();
+    o.insert("id".into(), uuid_string(&msg.id).into());
+    o.insert("ref_id".into(), uuid_string(&msg.ref_id).into());
+    o.insert("trace".into(), msg.trace.clone().into());
+    o.insert("src_id".into(), uuid_string(&msg.src_id).into());
+    o.insert(
+        "meta".into(),
+        msg.meta.as_ref().map_or(Json::Null, |m| {
+            Json::Object(m.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect())
+        }),
+    );
+    o.insert(
+        "data".into(),
+        msg.data.as_ref().map_or(Json::Null, |d| {
+            Json::Object(d.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+        }),
+    );
+    o.insert("flags".into(), msg.flags.into());
+    o.insert("raw".into(), msg.raw.as_ref().map_or(Json::Null, |r| base64(r).into()));
+    if let Some(text) = msg.raw.as_ref().and_then(|r| std::str::from_utf8(r).ok()) {
+        o.insert("raw_text".into(), text.into());
+    }
+    o.insert(
+        "path".into(),
+        msg.path.as_ref().map_or(Json::Null, |p| {
+            Json::Array(
+                p.iter()
+                    .map(|h| {
+                        serde_json::json!({"g": uuid_string(&h.gear), "p": uuid_string(&h.port), "t": h.ts})
+                    })
+                    .collect(),
+            )
+        }),
+    );
+    o.insert("ts".into(), msg.ts.into());
+    Json::Object(o).to_string()
+}
+
+/// Makes a new message carrying `raw` (fresh id, `ts` now, empty path).
+pub fn raw_message(raw: Vec<u8>) -> FluxMsg {
+    FluxMsg { id: new_uuid_v7(), raw: Some(raw), path: Some(Vec::new()), ts: unix_nanos(), ..FluxMsg::default() }
+}
+
+/// Reads one input line: a fluxMsg as JSON, or any other line as its `raw` payload.
+pub fn from_line(line: &str) -> Result<FluxMsg> {
+    let object = match serde_json::from_str::<Json>(line) {
+        Ok(Json::Object(o)) if o.keys().any(|k| KEYS.contains(&k.as_str())) => o,
+        _ => return Ok(raw_message(line.as_bytes().to_vec())),
+    };
+    from_object(&object)
+}
+
+fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
+    let text = |field: &str| -> Result<Option<&str>> {
+        match o.get(field) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Error::new(format!("'{field}' must be a string"))),
+        }
+    };
+    let uuid = |field: &str| -> Result<Option<Uuid>> { text(field)?.map(|s| parse_uuid(s, field)).transpose() };
+    let int = |field: &str, j: &Json| -> Result<i64> {
+        j.as_i64().ok_or_else(|| Error::new(format!("'{field}' must be an integer")))
+    };
+    let mut msg = FluxMsg {
+        id: uuid("id")?.unwrap_or_else(new_uuid_v7),
+        ref_id: uuid("ref_id")?.unwrap_or_default(),
+        trace: text("trace")?.unwrap_or_default().to_string(),
+        src_id: uuid("src_id")?.unwrap_or_default(),
+        ts: o.get("ts").map(|t| int("ts", t)).transpose()?.unwrap_or_else(unix_nanos),
+        path: Some(Vec::new()),
+        ..FluxMsg::default()
+    };
+    if let Some(flags) = o.get("flags") {
+        msg.flags = u32::try_from(int("flags", flags)?).map_err(|_| Error::new("'flags' must fit in 32 bits"))?;
+    }
+    match o.get("meta") {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(m)) => {
+            let mut meta = Vec::new();
+            for (k, v) in m {
+                let v = v.as_str().ok_or_else(|| Error::new(format!("meta '{k}' must be a string")))?;
+                meta.push((k.clone(), v.to_string()));
+            }
+            msg.meta = Some(meta);
+        }
+        Some(_) => return Err(Error::new("'meta' must be an object of strings")),
+    }
+    match o.get("data") {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(d)) => msg.data = Some(d.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),
+        Some(_) => return Err(Error::new("'data' must be an object")),
+    }
+    let raw = text("raw")?
+        .map(|b64| unbase64(b64).ok_or_else(|| Error::new("'raw' is not base64 (use 'raw_text' for text)")))
+        .transpose()?;
+    msg.raw = match (raw, text("raw_text")?) {
+        // Both, as this module writes them: they must say the same.
+        (Some(raw), Some(t)) if raw != t.as_bytes() => {
+            return Err(Error::new("'raw' and 'raw_text' disagree; give one of them"))
+        }
+        (Some(raw), _) => Some(raw),
+        (None, Some(t)) => Some(t.as_bytes().to_vec()),
+        (None, None) => None,
+    };
+    match o.get("path") {
+        None => {}
+        Some(Json::Null) => msg.path = None,
+        Some(Json::Array(hops)) => {
+            let mut path = Vec::new();
+            for h in hops {
+                let field = |k: &str| h.get(k).and_then(Json::as_str).map(|s| parse_uuid(s, k)).transpose();
+                path.push(Hop {
+                    gear: field("g")?.unwrap_or_default(),
+                    port: field("p")?.unwrap_or_default(),
+                    ts: h.get("t").map(|t| int("path.t", t)).transpose()?.unwrap_or_default(),
+                });
+            }
+            msg.path = Some(path);
+        }
+        Some(_) => return Err(Error::new("'path' must be an array of hops")),
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_every_length() {
+        for n in 0..10u8 {
+            let bytes: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+            assert_eq!(unbase64(&base64(&bytes)).unwrap(), bytes);
+        }
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(unbase64("aGVsbG8"), Some(b"hello".to_vec()));
+        assert_eq!(unbase64("a!"), None);
+    }
+
+    #[test]
+    fn plain_lines_become_raw_and_json_round_trips() {
+        let m = from_line("hello world").unwrap();
+        assert_eq!(m.raw.as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(m.id[6] >> 4, 7);
+        let j = to_json(&m);
+        let back = from_line(&j).unwrap();
+        assert_eq!(back, m);
+        // JSON that is not a fluxMsg is a raw payload too.
+        assert_eq!(from_line("[1,2]").unwrap().raw.as_deref(), Some(&b"[1,2]"[..]));
+        assert_eq!(from_line(r#"{"temp": 1}"#).unwrap().raw.as_deref(), Some(&br#"{"temp": 1}"#[..]));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = from_line(r#"{"id": "nope"}"#).unwrap_err().to_string();
+        assert!(e.contains("'id' is not a UUID"), "{e}");
+        let e = from_line(r#"{"raw": "hello!"}"#).unwrap_err().to_string();
+        assert!(e.contains("'raw' is not base64"), "{e}");
+        let e = from_line(r#"{"raw": "aGk=", "raw_text": "ho"}"#).unwrap_err().to_string();
+        assert!(e.contains("disagree"), "{e}");
+        let e = from_line(r#"{"meta": {"a": 1}}"#).unwrap_err().to_string();
+        assert!(e.contains("meta 'a'"), "{e}");
+    }
+}

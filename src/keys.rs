@@ -1,0 +1,134 @@
+//! Key files and the trust store (`spec/fluxrig-compat.md` section 4).
+//!
+//! - a private key file is 64 raw bytes (seed, public key); `.pub` beside it is the 32-byte
+//!   public key; both mode 0600. Loading also accepts a 32-byte seed or 128 hex digits.
+//! - the trust store `DATA/wasm/keys` holds vendor public keys, one `NAME.pub` per vendor.
+//! - the node's cluster key `DATA/cluster.key` countersigns imports; created on first use.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use fluxrig_core::verify::{PublicKey, SigningKey};
+
+use crate::error::{Error, Result};
+use crate::files::{read_limited, write_atomic};
+use crate::logger;
+
+/// Largest key file read: hex text with some white space.
+const MAX_KEY_FILE_BYTES: usize = 4096;
+
+/// Most keys in the trust store (a guard against a wrong folder, not a real limit).
+const MAX_TRUSTED_KEYS: usize = 1024;
+
+/// Returns `path` with `.pub` appended (`my_vendor.key` -> `my_vendor.key.pub`).
+pub fn pub_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Makes a fresh random seed.
+fn fresh_key() -> Result<SigningKey> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::new(format!("cannot get randomness for a key: {e}")))?;
+    SigningKey::from_seed(seed).map_err(|e| Error::new(e.to_string()))
+}
+
+/// Generates a key pair at `path` and `path.pub`; refuses to overwrite either unless
+/// `force`.
+pub fn generate(path: &Path, force: bool) -> Result<SigningKey> {
+    let public = pub_path(path);
+    for p in [path, public.as_path()] {
+        if !force && p.exists() {
+            return Err(Error::new(format!(
+                "{} already exists; keeping it (pass --force to replace it)",
+                p.display()
+            )));
+        }
+    }
+    let key = fresh_key()?;
+    write_atomic(path, &key.to_key_file(), 0o600)?;
+    write_atomic(&public, &key.public_key().0, 0o600)?;
+    Ok(key)
+}
+
+/// Loads a private key file.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let bytes = read_limited(path, MAX_KEY_FILE_BYTES, "key file")?;
+    SigningKey::from_key_file(&bytes).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+}
+
+/// Path of the node's cluster key.
+pub fn cluster_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster.key")
+}
+
+/// Loads the node's cluster key, creating it (and its `.pub`) on first use.
+pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
+    let path = cluster_key_path(data_dir);
+    if path.exists() {
+        return load_signing_key(&path);
+    }
+    let key = generate(&path, false)?;
+    logger::info("keys", &format!("created the node's cluster key {}", path.display()));
+    Ok(key)
+}
+
+/// Loads the public half of the node's cluster key; it must exist.
+pub fn cluster_public_key(data_dir: &Path) -> Result<PublicKey> {
+    let path = cluster_key_path(data_dir);
+    if !path.exists() {
+        return Err(Error::untrusted(format!(
+            "no cluster key at {}: import a module with 'fluxrig wasm import' first",
+            path.display()
+        )));
+    }
+    Ok(load_signing_key(&path)?.public_key())
+}
+
+/// One vendor key of the trust store.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    /// File name without `.pub`.
+    pub vendor: String,
+    /// The key.
+    pub key: PublicKey,
+}
+
+/// Path of the trust store.
+pub fn trust_store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("wasm").join("keys")
+}
+
+/// Loads every `*.pub` file of exactly 32 bytes from the trust store, sorted by vendor
+/// name; other files are skipped with a warning. A missing folder is an empty store.
+pub fn load_trust_store(data_dir: &Path) -> Result<Vec<TrustedKey>> {
+    let dir = trust_store_path(data_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, "read trust store", &e)),
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, "read trust store", &e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(vendor) = name.strip_suffix(".pub") else {
+            logger::warn("keys", &format!("skipping {}: trusted keys end in .pub", path.display()));
+            continue;
+        };
+        let is_file = fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false);
+        let bytes = if is_file { fs::read(&path).ok() } else { None };
+        match bytes.as_deref().map(PublicKey::from_bytes) {
+            Some(Ok(key)) => keys.push(TrustedKey { vendor: vendor.to_string(), key }),
+            Some(Err(e)) => logger::warn("keys", &format!("skipping {}: {e}", path.display())),
+            None => logger::warn("keys", &format!("skipping {}: not a readable file", path.display())),
+        }
+        if keys.len() > MAX_TRUSTED_KEYS {
+            return Err(Error::new(format!("{} holds more than {MAX_TRUSTED_KEYS} keys", dir.display())));
+        }
+    }
+    keys.sort_by(|a, b| a.vendor.cmp(&b.vendor));
+    Ok(keys)
+}

@@ -1,0 +1,397 @@
+//! Scenarios: which gears a rack runs and how messages flow between them.
+//!
+//! Schema (`spec/fluxrig-compat.md` section 6): `meta: {name, version}` or, as the
+//! tutorial writes it, top-level `name` and `version`; `gears: [{name, type, config}]`;
+//! `wires: [{from: "gear.port", to: "gear.port"}]`. Unknown keys are ignored, as fluxrig
+//! does, but unknown gear config keys get a warning (a typo there changes behaviour).
+//!
+//! Gear types: `wasm` (ports `in`, `out`; config `source`, `entrypoint`,
+//! `memory_limit_pages`, `fuel_per_message`) and `generate` (port `out`; config `count`,
+//! `interval_ms`, `payload`).
+//!
+//! [`parse`] checks the schema, names and wires; [`crate::rack::Plan`] then resolves
+//! sources and checks signatures, shapes and the memory budget, before anything is
+//! written or run.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use fluxrig_core::limits::{DEFAULT_FUEL_PER_MESSAGE, DEFAULT_MEMORY_LIMIT_PAGES, MAX_FUEL_PER_CALL, MAX_MEMORY_LIMIT_PAGES};
+use fluxrig_core::verify::CatalogHash;
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::error::{Error, Result};
+use crate::logger;
+
+/// Largest scenario file read, in bytes.
+pub const MAX_SCENARIO_BYTES: usize = 1024 * 1024;
+/// Most gears in one scenario.
+pub const MAX_GEARS: usize = 256;
+/// Most wires in one scenario.
+pub const MAX_WIRES: usize = 4096;
+/// Most messages one `generate` gear may be asked for.
+pub const MAX_GENERATE_COUNT: u64 = 1_000_000_000;
+/// Longest `interval_ms` of a `generate` gear: one hour.
+pub const MAX_GENERATE_INTERVAL_MS: u64 = 3_600_000;
+/// Default `count` of a `generate` gear.
+pub const DEFAULT_GENERATE_COUNT: u64 = 10;
+/// Default `payload` of a `generate` gear; `{n}` is replaced by the message number.
+pub const DEFAULT_GENERATE_PAYLOAD: &str = "hello {n}";
+
+/// Where a wasm gear's module comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `snake://wasm_catalog/<hash>.wasm`: the node's catalog.
+    Catalog(CatalogHash),
+    /// `file://PATH`: a cluster-signed module file.
+    File(PathBuf),
+}
+
+/// What a gear is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GearKind {
+    /// A Wasm gear.
+    Wasm {
+        /// Its module.
+        source: Source,
+        /// Entrypoint export.
+        entrypoint: String,
+        /// Linear-memory limit in pages.
+        memory_limit_pages: u32,
+        /// Fuel for each message.
+        fuel_per_message: u64,
+    },
+    /// A source of `count` messages, `interval_ms` apart.
+    Generate {
+        /// How many.
+        count: u64,
+        /// Pause between two, in milliseconds.
+        interval_ms: u64,
+        /// `raw` payload text; `{n}` becomes 1, 2, ...
+        payload: String,
+    },
+}
+
+impl GearKind {
+    /// Input ports.
+    pub fn inputs(&self) -> &'static [&'static str] {
+        match self {
+            Self::Wasm { .. } => &["in"],
+            Self::Generate { .. } => &[],
+        }
+    }
+
+    /// Output ports.
+    pub fn outputs(&self) -> &'static [&'static str] {
+        &["out"]
+    }
+}
+
+/// One gear of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GearSpec {
+    /// Unique name, `^[a-z0-9_-]+$`.
+    pub name: String,
+    /// Type and configuration.
+    pub kind: GearKind,
+}
+
+/// A wire from an output port to an input port, by gear index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wire {
+    /// Index of the sending gear (its port is `out`).
+    pub from: usize,
+    /// Index of the receiving gear (its port is `in`).
+    pub to: usize,
+}
+
+/// A parsed and checked scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Gears, in file order.
+    pub gears: Vec<GearSpec>,
+    /// Wires.
+    pub wires: Vec<Wire>,
+}
+
+fn str_of<'a>(y: &'a Yaml, what: &str) -> Result<&'a str> {
+    y.as_str().ok_or_else(|| Error::new(format!("{what} must be a string")))
+}
+
+fn scalar_string(y: &Yaml, what: &str) -> Result<String> {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Ok(s.clone()),
+        Yaml::Integer(i) => Ok(i.to_string()),
+        _ => Err(Error::new(format!("{what} must be a string"))),
+    }
+}
+
+fn uint_in(y: &Yaml, what: &str, min: u64, max: u64) -> Result<u64> {
+    match y.as_i64() {
+        Some(v) if v >= 0 && (min..=max).contains(&(v as u64)) => Ok(v as u64),
+        Some(v) => Err(Error::new(format!("{what} is {v}, it must be between {min} and {max}"))),
+        None => Err(Error::new(format!("{what} must be a whole number"))),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Parses a `source` value.
+pub fn parse_source(text: &str) -> Result<Source> {
+    if let Some(rest) = text.strip_prefix("snake://wasm_catalog/") {
+        let hash = rest.strip_suffix(".wasm").and_then(CatalogHash::from_hex);
+        return hash.map(Source::Catalog).ok_or_else(|| {
+            Error::new(format!(
+                "source {text:?}: expected snake://wasm_catalog/<64 lowercase hex digits>.wasm"
+            ))
+        });
+    }
+    if let Some(path) = text.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(Error::new("source \"file://\" names no file"));
+        }
+        return Ok(Source::File(PathBuf::from(path)));
+    }
+    Err(Error::new(format!("source {text:?}: use snake://wasm_catalog/<hash>.wasm or file://PATH")))
+}
+
+fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
+    let at = format!("gears[{index}]");
+    if y.as_hash().is_none() {
+        return Err(Error::new(format!("{at} must be a mapping with name, type and config")));
+    }
+    let name = str_of(&y["name"], &format!("{at}.name"))?.to_string();
+    if !valid_name(&name) {
+        return Err(Error::new(format!(
+            "gear name {name:?} must match ^[a-z0-9_-]+$ (lowercase letters, digits, '_', '-')"
+        )));
+    }
+    let at = format!("gear '{name}'");
+    let kind = str_of(&y["type"], &format!("{at}: type"))?;
+    let config = &y["config"];
+    let known: &[&str] = match kind {
+        "wasm" => &["source", "entrypoint", "memory_limit_pages", "fuel_per_message"],
+        "generate" => &["count", "interval_ms", "payload"],
+        other => {
+            return Err(Error::new(format!("{at}: unknown gear type {other:?} (known: wasm, generate)")))
+        }
+    };
+    if let Some(map) = config.as_hash() {
+        for key in map.keys() {
+            let key = key.as_str().unwrap_or("?");
+            if !known.contains(&key) {
+                logger::warn("scenario", &format!("{at}: ignoring unknown config key {key:?}"));
+            }
+        }
+    } else if !config.is_badvalue() && !config.is_null() {
+        return Err(Error::new(format!("{at}: config must be a mapping")));
+    }
+    let get = |key: &str| Some(&config[key]).filter(|v| !v.is_badvalue() && !v.is_null());
+    let kind = match kind {
+        "wasm" => {
+            let source = get("source").ok_or_else(|| Error::new(format!("{at}: config.source is required")))?;
+            let source = parse_source(str_of(source, &format!("{at}: source"))?).map_err(|e| e.context(&at))?;
+            let entrypoint = match get("entrypoint") {
+                Some(e) => str_of(e, &format!("{at}: entrypoint"))?.to_string(),
+                None => "process".to_string(),
+            };
+            if entrypoint.is_empty() {
+                return Err(Error::new(format!("{at}: entrypoint is empty")));
+            }
+            let pages = match get("memory_limit_pages") {
+                Some(p) => uint_in(p, &format!("{at}: memory_limit_pages"), 1, MAX_MEMORY_LIMIT_PAGES.into())? as u32,
+                None => DEFAULT_MEMORY_LIMIT_PAGES,
+            };
+            let fuel = match get("fuel_per_message") {
+                Some(f) => uint_in(f, &format!("{at}: fuel_per_message"), 1, MAX_FUEL_PER_CALL)?,
+                None => DEFAULT_FUEL_PER_MESSAGE,
+            };
+            GearKind::Wasm { source, entrypoint, memory_limit_pages: pages, fuel_per_message: fuel }
+        }
+        _ => GearKind::Generate {
+            count: match get("count") {
+                Some(c) => uint_in(c, &format!("{at}: count"), 0, MAX_GENERATE_COUNT)?,
+                None => DEFAULT_GENERATE_COUNT,
+            },
+            interval_ms: match get("interval_ms") {
+                Some(i) => uint_in(i, &format!("{at}: interval_ms"), 0, MAX_GENERATE_INTERVAL_MS)?,
+                None => 0,
+            },
+            payload: match get("payload") {
+                Some(p) => scalar_string(p, &format!("{at}: payload"))?,
+                None => DEFAULT_GENERATE_PAYLOAD.to_string(),
+            },
+        },
+    };
+    Ok(GearSpec { name, kind })
+}
+
+fn parse_endpoint<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
+    text.rsplit_once('.')
+        .filter(|(g, p)| !g.is_empty() && !p.is_empty())
+        .ok_or_else(|| Error::new(format!("wire {what} {text:?} must be \"gear.port\"")))
+}
+
+/// Parses and checks a scenario: schema, gear names, wires.
+pub fn parse(text: &str) -> Result<Scenario> {
+    if text.len() > MAX_SCENARIO_BYTES {
+        return Err(Error::new(format!("scenario is {} bytes, limit is {MAX_SCENARIO_BYTES}", text.len())));
+    }
+    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::new(format!("not valid YAML: {e}")))?;
+    let doc = match docs.as_slice() {
+        [doc] if doc.as_hash().is_some() => doc,
+        [] => return Err(Error::new("scenario is empty")),
+        [_] => return Err(Error::new("scenario must be a mapping with meta (or name, version) and gears")),
+        _ => return Err(Error::new("scenario holds more than one YAML document")),
+    };
+    let meta = &doc["meta"];
+    let field = |key: &str| -> Result<Option<String>> {
+        let v = if meta[key].is_badvalue() || meta[key].is_null() { &doc[key] } else { &meta[key] };
+        if v.is_badvalue() || v.is_null() {
+            return Ok(None);
+        }
+        scalar_string(v, key).map(Some)
+    };
+    let name = field("name")?.filter(|n| !n.is_empty()).ok_or_else(|| Error::new("scenario has no name (meta.name or name)"))?;
+    let version = field("version")?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::new("scenario has no version (meta.version or version); fluxrig requires one"))?;
+    let gears_yaml = match &doc["gears"] {
+        Yaml::Array(g) if !g.is_empty() => g,
+        Yaml::Array(_) | Yaml::BadValue | Yaml::Null => return Err(Error::new("scenario has no gears")),
+        _ => return Err(Error::new("gears must be a list")),
+    };
+    if gears_yaml.len() > MAX_GEARS {
+        return Err(Error::new(format!("scenario has {} gears, limit is {MAX_GEARS}", gears_yaml.len())));
+    }
+    let gears = gears_yaml.iter().enumerate().map(|(i, g)| parse_gear(g, i)).collect::<Result<Vec<_>>>()?;
+    let mut seen = HashSet::new();
+    for g in &gears {
+        if !seen.insert(g.name.as_str()) {
+            return Err(Error::new(format!("gear name '{}' is used twice", g.name)));
+        }
+    }
+    let wires_yaml = match &doc["wires"] {
+        Yaml::Array(w) => w.as_slice(),
+        Yaml::BadValue | Yaml::Null => &[],
+        _ => return Err(Error::new("wires must be a list")),
+    };
+    if wires_yaml.len() > MAX_WIRES {
+        return Err(Error::new(format!("scenario has {} wires, limit is {MAX_WIRES}", wires_yaml.len())));
+    }
+    let find = |name: &str, port: &str, output: bool, text: &str| -> Result<usize> {
+        let index = gears
+            .iter()
+            .position(|g| g.name == name)
+            .ok_or_else(|| Error::new(format!("wire {text:?} names gear '{name}', which the scenario does not have")))?;
+        let kind = &gears[index].kind;
+        let ports = if output { kind.outputs() } else { kind.inputs() };
+        if !ports.contains(&port) {
+            let dir = if output { "output" } else { "input" };
+            return Err(Error::new(format!(
+                "wire {text:?}: gear '{name}' has no {dir} port '{port}' ({dir}s: {})",
+                if ports.is_empty() { "none".to_string() } else { ports.join(", ") }
+            )));
+        }
+        Ok(index)
+    };
+    let mut wires = Vec::new();
+    for (i, w) in wires_yaml.iter().enumerate() {
+        let from = str_of(&w["from"], &format!("wires[{i}].from"))?;
+        let to = str_of(&w["to"], &format!("wires[{i}].to"))?;
+        let (fg, fp) = parse_endpoint(from, "from")?;
+        let (tg, tp) = parse_endpoint(to, "to")?;
+        let wire = Wire { from: find(fg, fp, true, from)?, to: find(tg, tp, false, to)? };
+        if !wires.contains(&wire) {
+            wires.push(wire);
+        }
+    }
+    Ok(Scenario { name, version, gears, wires })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TUTORIAL: &str = r#"
+name: "Wasm Zig Demo"
+version: "v1.0.0"
+gears:
+  - name: my-zig-filter
+    type: wasm
+    config:
+      source: "snake://wasm_catalog/df88ee3f3afe6d998294b2a9b418064cd42c03446b8eb90ca35779bec39c4f0e.wasm"
+      entrypoint: "process"
+      memory_limit_pages: 16 # Sandbox limited to 1MB
+"#;
+
+    #[test]
+    fn tutorial_form_and_meta_form_both_parse() {
+        let s = parse(TUTORIAL).unwrap();
+        assert_eq!((s.name.as_str(), s.version.as_str()), ("Wasm Zig Demo", "v1.0.0"));
+        assert!(matches!(s.gears[0].kind, GearKind::Wasm { memory_limit_pages: 16, .. }));
+        let meta = TUTORIAL.replace("name: \"Wasm Zig Demo\"\nversion: \"v1.0.0\"", "meta:\n  name: demo\n  version: 2");
+        let s = parse(&meta).unwrap();
+        assert_eq!((s.name.as_str(), s.version.as_str()), ("demo", "2"));
+    }
+
+    #[test]
+    fn wires_and_defaults() {
+        let s = parse(
+            "meta: {name: w, version: '1'}\ngears:\n  - {name: gen, type: generate, config: {count: 3}}\n  - {name: f, type: wasm, config: {source: 'file://x.wasm'}}\nwires:\n  - {from: gen.out, to: f.in}\n",
+        )
+        .unwrap();
+        assert_eq!(s.wires, [Wire { from: 0, to: 1 }]);
+        assert_eq!(
+            s.gears[1].kind,
+            GearKind::Wasm {
+                source: Source::File("x.wasm".into()),
+                entrypoint: "process".into(),
+                memory_limit_pages: 16,
+                fuel_per_message: DEFAULT_FUEL_PER_MESSAGE
+            }
+        );
+    }
+
+    #[test]
+    fn bad_scenarios_name_what_is_wrong() {
+        let base = "meta: {name: w, version: '1'}\ngears:\n  - {name: f, type: wasm, config: {source: 'file://x.wasm'}}\n";
+        let cases = [
+            ("gears: []\nmeta: {name: a, version: '1'}", "no gears"),
+            ("meta: {name: a}\ngears: [{name: f, type: wasm}]", "no version"),
+            ("name: a\nversion: 1\ngears: [{name: F, type: wasm}]", "must match ^[a-z0-9_-]+$"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: http}]", "unknown gear type \"http\""),
+            ("name: a\nversion: 1\ngears: [{name: f, type: wasm, config: {}}]", "config.source is required"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: wasm, config: {source: 'http://x'}}]", "use snake://"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: wasm, config: {source: 'snake://wasm_catalog/abc.wasm'}}]", "64 lowercase hex"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: wasm, config: {source: 'file://x', memory_limit_pages: 1025}}]", "between 1 and 1024"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: wasm, config: {source: 'file://x', memory_limit_pages: 0}}]", "between 1 and 1024"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: generate}, {name: f, type: generate}]", "used twice"),
+            ("{", "not valid YAML"),
+            ("- 1", "must be a mapping"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        let wire_cases = [
+            ("wires: [{from: g.out, to: f.in}]", "names gear 'g', which the scenario does not have"),
+            ("wires: [{from: f.in, to: f.in}]", "has no output port 'in'"),
+            ("wires: [{from: f.out, to: f.out}]", "has no input port 'out'"),
+            ("wires: [{from: fout, to: f.in}]", "must be \"gear.port\""),
+        ];
+        for (wires, want) in wire_cases {
+            let e = parse(&format!("{base}{wires}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{wires}: {e}");
+        }
+        assert!(parse(base).is_ok());
+        // At the limit of pages it parses.
+        assert!(parse(&base.replace("source: 'file://x.wasm'", "source: 'file://x.wasm', memory_limit_pages: 1024")).is_ok());
+    }
+}
