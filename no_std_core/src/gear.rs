@@ -542,10 +542,7 @@ impl Host {
 }
 
 fn log_host(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) {
-    let Some(memory) = caller
-        .get_export(&caller.data().memory_export.clone())
-        .and_then(wasmi::Extern::into_memory)
-    else {
+    let Some(memory) = caller.get_export(&caller.data().memory_export).and_then(wasmi::Extern::into_memory) else {
         return;
     };
     let (data, host) = memory.data_and_store_mut(&mut caller);
@@ -572,14 +569,63 @@ struct Live {
     process: TypedFunc<(i32, i32), i64>,
 }
 
-/// One loaded gear. See the module docs for the per-message contract.
-pub struct Gear {
+/// A compiled module with its linker: what every instance of a gear is made from.
+struct Compiled {
+    engine: Engine,
     module: Module,
     linker: Linker<Host>,
-    engine: Engine,
-    config: GearConfig,
     shape: ModuleShape,
+}
+
+impl Compiled {
+    /// Makes a fresh instance in a fresh store, running the start function on
+    /// [`FuelBudget::for_start`].
+    fn instantiate(&self, config: &GearConfig, sink: &mut dyn LogSink) -> Result<Live, GearError> {
+        let memory_bytes = config.memory_limit_pages as usize * WASM_PAGE_BYTES;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(memory_bytes)
+            .memories(1)
+            .tables(1)
+            .table_elements(config.max_table_elements as usize)
+            .instances(1)
+            .trap_on_grow_failure(false)
+            .build();
+        let host = Host {
+            limits,
+            memory_export: self.shape.memory_export.clone(),
+            lines: Vec::new(),
+            dropped_lines: 0,
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|host| &mut host.limits);
+        let instantiation = |e: WasmiError| GearError::Instantiation { detail: detail_of(&e) };
+        store.set_fuel(config.fuel.for_start).map_err(instantiation)?;
+        let started = self.linker.instantiate_and_start(&mut store, &self.module);
+        store.data_mut().flush(sink);
+        let instance = started.map_err(|e| match e.as_trap_code() {
+            Some(_) => GearError::StartFailed { fault: Fault::of(&e) },
+            None => instantiation(e),
+        })?;
+        let missing = |name: &str| GearError::MissingExport { export: cut(name) };
+        let memory = instance
+            .get_memory(&store, &self.shape.memory_export)
+            .ok_or(GearError::NoMemoryExport)?;
+        let alloc_name = self.shape.alloc_export;
+        let alloc = instance.get_typed_func(&store, alloc_name).map_err(|_| missing(alloc_name))?;
+        let free = instance.get_typed_func(&store, abi::FREE_EXPORT).map_err(|_| missing(abi::FREE_EXPORT))?;
+        let process = instance
+            .get_typed_func(&store, &config.entrypoint)
+            .map_err(|_| missing(&config.entrypoint))?;
+        Ok(Live { store, memory, alloc, alloc_name, free, process })
+    }
+}
+
+/// One loaded gear. See the module docs for the per-message contract.
+pub struct Gear {
+    compiled: Compiled,
+    config: GearConfig,
     hash: CatalogHash,
+    /// The running instance; `None` after a fault, until the next message rebuilds it.
     live: Option<Live>,
     fuel_used: u64,
 }
@@ -603,61 +649,9 @@ impl Gear {
         linker
             .func_wrap(abi::LOG_IMPORT_MODULE, abi::LOG_IMPORT_NAME, log_host)
             .map_err(|e| GearError::Instantiation { detail: detail_of(&e) })?;
-        let mut gear = Self {
-            module: compiled,
-            linker,
-            engine,
-            config,
-            shape,
-            hash: module.hash(),
-            live: None,
-            fuel_used: 0,
-        };
-        gear.instantiate(sink)?;
-        Ok(gear)
-    }
-
-    fn instantiate(&mut self, sink: &mut dyn LogSink) -> Result<(), GearError> {
-        // Drop the old store first, so that two instances never coexist in memory.
-        self.live = None;
-        let memory_bytes = self.config.memory_limit_pages as usize * WASM_PAGE_BYTES;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_bytes)
-            .memories(1)
-            .tables(1)
-            .table_elements(self.config.max_table_elements as usize)
-            .instances(1)
-            .trap_on_grow_failure(false)
-            .build();
-        let host = Host {
-            limits,
-            memory_export: self.shape.memory_export.clone(),
-            lines: Vec::new(),
-            dropped_lines: 0,
-        };
-        let mut store = Store::new(&self.engine, host);
-        store.limiter(|host| &mut host.limits);
-        let instantiation = |e: WasmiError| GearError::Instantiation { detail: detail_of(&e) };
-        store.set_fuel(self.config.fuel.for_start).map_err(instantiation)?;
-        let started = self.linker.instantiate_and_start(&mut store, &self.module);
-        store.data_mut().flush(sink);
-        let instance = started.map_err(|e| match e.as_trap_code() {
-            Some(_) => GearError::StartFailed { fault: Fault::of(&e) },
-            None => instantiation(e),
-        })?;
-        let missing = |name: &str| GearError::MissingExport { export: cut(name) };
-        let memory = instance
-            .get_memory(&store, &self.shape.memory_export)
-            .ok_or(GearError::NoMemoryExport)?;
-        let alloc = instance
-            .get_typed_func(&store, self.shape.alloc_export)
-            .map_err(|_| missing(self.shape.alloc_export))?;
-        let free = instance.get_typed_func(&store, abi::FREE_EXPORT).map_err(|_| missing(abi::FREE_EXPORT))?;
-        let process = instance
-            .get_typed_func(&store, &self.config.entrypoint)
-            .map_err(|_| missing(&self.config.entrypoint))?;
-        self.live = Some(Live { store, memory, alloc, alloc_name: self.shape.alloc_export, free, process });
-        Ok(())
+        let compiled = Compiled { engine, module: compiled, linker, shape };
+        let live = compiled.instantiate(&config, sink)?;
+        Ok(Self { compiled, config, hash: module.hash(), live: Some(live), fuel_used: 0 })
     }
 
     /// Returns the catalog hash of the module this gear runs.
@@ -667,7 +661,7 @@ impl Gear {
 
     /// Returns what [`inspect`] found.
     pub fn shape(&self) -> &ModuleShape {
-        &self.shape
+        &self.compiled.shape
     }
 
     /// Returns the configuration the gear runs with.
@@ -690,11 +684,10 @@ impl Gear {
         if input.len() > MAX_ENCODED_MESSAGE_BYTES {
             return Err(GearError::InputTooLarge { limit: MAX_ENCODED_MESSAGE_BYTES, got: input.len() });
         }
-        if self.live.is_none() {
-            self.instantiate(sink)?;
-        }
-        let Some(live) = self.live.as_mut() else {
-            return Err(GearError::NoMemoryExport);
+        // A faulted instance was dropped at once (freeing its memory); rebuild it now.
+        let live = match &mut self.live {
+            Some(live) => live,
+            empty @ None => empty.insert(self.compiled.instantiate(&self.config, sink)?),
         };
         let mut run = Run { live, config: &self.config, sink, fuel_used: 0 };
         let result = run.message(input);
