@@ -100,9 +100,10 @@ pub struct Plan {
 
 /// Resolves and checks every gear of `scenario` without running any of them.
 pub fn plan(scenario: Scenario, data_dir: &Path, checks: Checks, budget_bytes: usize) -> Result<Plan> {
+    let has_wasm = scenario.gears.iter().any(|g| matches!(g.kind, GearKind::Wasm { .. }));
     let cluster: Option<PublicKey> = match checks {
-        Checks::Verified => Some(keys::cluster_public_key(data_dir)?),
-        Checks::Insecure => None,
+        Checks::Verified if has_wasm => Some(keys::cluster_public_key(data_dir)?),
+        _ => None,
     };
     let mut arena = Arena::new(budget_bytes);
     let mut wasm = Vec::new();

@@ -591,3 +591,18 @@ fn help_on_every_command_and_usage_errors() {
     assert_eq!(bad.code(), 2);
     assert!(bad.stderr().contains("unknown format \"xml\""));
 }
+
+#[test]
+fn a_generate_only_scenario_needs_no_catalog() {
+    let d = Dir::new("gen-only");
+    d.write("g.yaml", "name: g\nversion: '1'\ngears:\n  - {name: gen, type: generate, config: {count: 3, payload: 'tick {n}'}}\n");
+    d.run(&["scenario", "import", "g.yaml", "--activate"], b"").ok();
+    let run = d.run(&["run"], b"");
+    run.ok();
+    let texts: Vec<String> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["raw_text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, ["tick 1", "tick 2", "tick 3"]);
+}
