@@ -46,13 +46,13 @@ gateway() {
             # Tests need unwinding; with -Zbuild-std and panic=abort they hit a duplicate
             # lang item, so the test build alone uses panic=unwind.
             CARGO_PROFILE_RELEASE_PANIC=unwind RUSTUP_TOOLCHAIN=$FLUXRIG_NIGHTLY \
-                cargo-zigbuild test --release --workspace --target "$triple" --config "$config"
+                timeout 1800 cargo-zigbuild test --release --workspace --target "$triple" --config "$config"
             ;;
         *)
             cargo build --release --config "$config"
             local size
             size=$(stat -c %s "target/$triple/release/fluxrig")
-            cargo test --release --workspace --config "$config"
+            timeout 1800 cargo test --release --workspace --config "$config"
             ;;
     esac
     echo "gateway|$name|$triple|$size|$((SECONDS - start))" >>"$results"

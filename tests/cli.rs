@@ -10,6 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest a single `fluxrig` command may take in a test (under qemu included).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 const POLYGLOT: &[u8] = include_bytes!("../examples/polyglot/polyglot.wasm");
 const ZIG_LOG_LINE: &str = "Zig Wasm Gear: Processing message!";
@@ -64,9 +68,23 @@ impl Dir {
         fs::read(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
 
-    /// Runs `fluxrig ARGS` in this folder with `stdin`.
+    /// Runs `fluxrig ARGS` in this folder with `stdin`, failing the test if it takes more
+    /// than [`COMMAND_TIMEOUT`].
     fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
         let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
+        match self.run_once(&runner, args, stdin) {
+            Some(output) => Run(output, args.join(" ")),
+            // qemu-user can deadlock a freshly forked child before it execs (seen once in
+            // four full runs on riscv64); under an emulator only, try once more.
+            None if !runner.is_empty() => {
+                let output = self.run_once(&runner, args, stdin);
+                Run(output.unwrap_or_else(|| panic!("`fluxrig {}` timed out twice", args.join(" "))), args.join(" "))
+            }
+            None => panic!("`fluxrig {}` timed out after {COMMAND_TIMEOUT:?}", args.join(" ")),
+        }
+    }
+
+    fn run_once(&self, runner: &str, args: &[&str], stdin: &[u8]) -> Option<Output> {
         let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
         words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
         let mut child = Command::new(&words[0])
@@ -78,8 +96,34 @@ impl Dir {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        Run(child.wait_with_output().unwrap(), args.join(" "))
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&stdin); // a command that ignores stdin closes it early
+        });
+        let reader = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let out = reader(Box::new(child.stdout.take().unwrap()));
+        let err = reader(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        writer.join().unwrap();
+        Some(Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() })
     }
 
     /// Files anywhere below `rel`, sorted (to show nothing half-written is left).
