@@ -146,7 +146,7 @@ HEAD
             aarch64) tc="stable"; ln="gcc-aarch64-linux-gnu"; rn="qemu-aarch64-static"; fl="+crt-static" ;;
             armv7) tc="stable"; ln="gcc-arm-linux-gnueabihf"; rn="qemu-arm-static"; fl="+crt-static (static glibc)" ;;
             riscv64) tc="stable"; ln="gcc-riscv64-linux-gnu"; rn="qemu-riscv64-static"; fl="+crt-static (static glibc)" ;;
-            mips|mipsel) tc="$FLUXRIG_NIGHTLY + rust-src"; ln="zig cc (cargo-zigbuild)"; rn="qemu-$name-static"; fl="-Zbuild-std=std,panic_abort, +crt-static, link-self-contained=no" ;;
+            mips|mipsel) tc="$FLUXRIG_NIGHTLY + rust-src"; ln="zig cc (cargo-zigbuild)"; rn="qemu-$name-static"; fl="-Zbuild-std=std,panic_abort with optimize_for_size, +crt-static, link-self-contained=no" ;;
             thumbv7em) tc="stable"; ln="rust-lld"; rn="qemu-system-arm -M mps2-an386 (semihosting)"; fl="-Tlink.x (cortex-m-rt)" ;;
             riscv32imac) tc="stable"; ln="rust-lld"; rn="qemu-system-riscv32 -M virt -bios none (semihosting)"; fl="-Tmemory.x -Tlink.x (riscv-rt)" ;;
         esac
