@@ -238,14 +238,13 @@ impl Rack {
             match event {
                 Event::Input(msg) => {
                     self.stats.entered += 1;
-                    for g in self.stdin_gears.clone() {
-                        self.route(vec![g], msg.clone());
-                    }
+                    let targets = self.stdin_gears.clone();
+                    self.route(&targets, msg);
                 }
                 Event::Generated(from, msg) => {
                     self.stats.entered += 1;
                     let targets = self.gears[from].targets.clone();
-                    self.route(targets, msg);
+                    self.route(&targets, msg);
                 }
                 Event::BadInput(text) => {
                     self.stats.errors += 1;
@@ -262,61 +261,53 @@ impl Rack {
 
     /// Delivers `msg` to `targets` (or standard output if there are none) and follows
     /// every output along the wires, breadth first.
-    fn route(&mut self, targets: Vec<usize>, msg: FluxMsg) {
-        let mut queue: VecDeque<(Option<usize>, FluxMsg)> = VecDeque::new();
-        if targets.is_empty() {
-            queue.push_back((None, msg));
-        } else {
-            queue.extend(targets.into_iter().map(|t| (Some(t), msg.clone())));
-        }
+    fn route(&mut self, targets: &[usize], msg: FluxMsg) {
+        let mut queue = VecDeque::new();
+        enqueue(&mut queue, targets, msg);
         while let Some((target, mut msg)) = queue.pop_front() {
             let Some(index) = target else {
                 self.write(&msg);
                 continue;
             };
-            let gear = &mut self.gears[index];
+            let RackGear { name, id, in_port, node, .. } = &mut self.gears[index];
+            let name = name.as_str();
             let output = if msg.flags & FLAG_SYNC_PROBE != 0 {
                 Some(msg) // sync probes are never delivered to gears
             } else {
                 let path = msg.path.get_or_insert_with(Vec::new);
                 if path.len() >= MAX_HOPS {
                     self.stats.errors += 1;
-                    let id = json::uuid_string(&msg.id);
-                    logger::warn(&gear.name, &format!("message {id} dropped: it has passed {MAX_HOPS} gears (a wiring loop?)"));
+                    let msg_id = json::uuid_string(&msg.id);
+                    logger::warn(name, &format!("message {msg_id} dropped: it has passed {MAX_HOPS} gears (a wiring loop?)"));
                     continue;
                 }
-                path.push(Hop { gear: gear.id, port: gear.in_port, ts: unix_nanos() });
-                let Node::Wasm(wasm) = &mut gear.node else { continue };
-                let name = gear.name.clone();
-                let mut sink = |level, line: &str| logger::log(level, &name, line);
+                path.push(Hop { gear: *id, port: *in_port, ts: unix_nanos() });
+                let Node::Wasm(wasm) = node else { continue }; // only wasm gears have inputs
+                let mut sink = |level, line: &str| logger::log(level, name, line);
                 match wasm.process(&msg, &mut sink) {
                     Ok(Some(out)) => Some(out),
                     Ok(None) => {
                         self.stats.dropped += 1;
-                        logger::log(fluxrig_core::abi::LogLevel::Debug, &name, &format!("dropped message {}", json::uuid_string(&msg.id)));
+                        let text = format!("dropped message {}", json::uuid_string(&msg.id));
+                        logger::log(fluxrig_core::abi::LogLevel::Debug, name, &text);
                         None
                     }
                     Err(e) => {
                         self.stats.errors += 1;
-                        logger::error(&name, &format!("message {}: {e}", json::uuid_string(&msg.id)));
+                        logger::error(name, &format!("message {}: {e}", json::uuid_string(&msg.id)));
                         None
                     }
                 }
             };
             let Some(out) = output else { continue };
-            let next = &self.gears[index].targets;
-            if queue.len() + next.len().max(1) > MAX_QUEUED_MESSAGES {
+            let gear = &self.gears[index];
+            if queue.len() + gear.targets.len().max(1) > MAX_QUEUED_MESSAGES {
                 self.stats.errors += 1;
-                logger::warn(&self.gears[index].name, &format!("output dropped: more than {MAX_QUEUED_MESSAGES} messages queued (a fan-out loop?)"));
+                let text = format!("output dropped: more than {MAX_QUEUED_MESSAGES} messages queued (a fan-out loop?)");
+                logger::warn(&gear.name, &text);
                 continue;
             }
-            if next.is_empty() {
-                queue.push_back((None, out));
-            } else {
-                for t in next {
-                    queue.push_back((Some(*t), out.clone()));
-                }
-            }
+            enqueue(&mut queue, &gear.targets, out);
         }
     }
 
@@ -335,6 +326,15 @@ impl Rack {
                 self.out_closed = true;
             }
         }
+    }
+}
+
+/// Queues `msg` for each of `targets`, or for standard output if there are none.
+fn enqueue(queue: &mut VecDeque<(Option<usize>, FluxMsg)>, targets: &[usize], msg: FluxMsg) {
+    match targets {
+        [] => queue.push_back((None, msg)),
+        [only] => queue.push_back((Some(*only), msg)),
+        many => queue.extend(many.iter().map(|t| (Some(*t), msg.clone()))),
     }
 }
 

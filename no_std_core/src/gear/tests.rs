@@ -1,3 +1,4 @@
+//! Tests of gear.rs; this file is compiled only under #[cfg(test)] (see its `mod` line).
 use super::*;
 use crate::abi::LogLevel;
 use crate::message::Value;

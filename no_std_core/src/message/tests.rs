@@ -1,3 +1,4 @@
+//! Tests of message.rs; this file is compiled only under #[cfg(test)] (see its `mod` line).
 use super::*;
 use alloc::format;
 use alloc::vec;
