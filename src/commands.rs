@@ -34,14 +34,14 @@ pub fn run(top: Top) -> Result<()> {
 }
 
 fn fingerprint(key: &verify::PublicKey) -> String {
-    key.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    json::hex(&key.0[..8])
 }
 
 fn gen_cluster(c: &GenCluster) -> Result<()> {
     let path = c.out.clone().unwrap_or_else(|| c.dir.join(&c.name));
     let key = keys::generate(&path, c.force)?;
     println!("wrote {} and {}", path.display(), keys::pub_path(&path).display());
-    println!("public key: {}", key.public_key().0.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    println!("public key: {}", json::hex(&key.public_key().0));
     Ok(())
 }
 

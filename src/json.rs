@@ -19,9 +19,14 @@ use crate::logger::unix_nanos;
 const KEYS: [&str; 11] =
     ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "raw_text", "path", "ts"];
 
+/// Formats bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Formats a UUID as 8-4-4-4-12 lowercase hex.
 pub fn uuid_string(u: &Uuid) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    let h = hex(u);
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 

@@ -29,13 +29,13 @@ fn vector(name: &str) -> Vec<u8> {
     unhex(line.split(" = ").nth(1).unwrap().trim())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    fluxrig_hash(bytes)
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 via the core crate, the same code the binary uses.
-fn fluxrig_hash(bytes: &[u8]) -> String {
-    fluxrig_core::verify::sha256(bytes).iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 as lowercase hex, via the core crate (the same code the binary uses).
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&fluxrig_core::verify::sha256(bytes))
 }
 
 /// A fresh working folder; removed when the test passes.
@@ -276,7 +276,7 @@ fn shared_vectors_through_sign_and_import() {
     assert_eq!(d.read("gear.wasm"), vector("gear_vendor_signed_module"));
     let import = d.run(&["wasm", "import", "gear.wasm"], b"");
     import.ok();
-    let hash: String = vector("gear_catalog_hash").iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hex(&vector("gear_catalog_hash"));
     assert_eq!(import.stdout().trim(), hash);
     assert_eq!(d.read(&format!("data/wasm/{hash}.wasm")), vector("gear_cluster_signed_module"));
     // Importing again is harmless and says so.
@@ -305,8 +305,7 @@ fn key_files_bad_and_good() {
     d.write("seed.key", vector("vendor_seed"));
     d.run(&["wasm", "sign", "m.wasm", "seed.key"], b"").ok();
     assert_eq!(d.read("m.wasm"), vector("gear_vendor_signed_module"));
-    let hex: String = vector("vendor_key_file").iter().map(|b| format!("{b:02x}")).collect();
-    d.write("hex.key", format!("{hex}\n"));
+    d.write("hex.key", format!("{}\n", hex(&vector("vendor_key_file"))));
     d.run(&["wasm", "sign", "m.wasm", "hex.key"], b"").ok();
     assert_eq!(d.read("m.wasm"), vector("gear_vendor_signed_module"));
     // gen-cluster with -d/-n (the folder is created), and never over an existing key.
