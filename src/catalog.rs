@@ -39,7 +39,8 @@ fn trust_error(path: &Path, e: VerifyError) -> Error {
 pub fn sign(file: &Path, key: &Path) -> Result<PublicKey> {
     let key = keys::load_signing_key(key)?;
     let module = read_module(file)?;
-    let signed = verify::vendor_sign(&module, &key).map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
+    let signed =
+        verify::vendor_sign(&module, &key).map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
     write_atomic(file, &signed, 0o644)?;
     Ok(key.public_key())
 }
@@ -69,7 +70,11 @@ pub struct Imported {
 }
 
 /// Checks the vendor signature of `module` against the trust store.
-pub fn check_vendor(module: &[u8], trusted: &[TrustedKey], allow_unsigned: bool) -> std::result::Result<VendorStatus, VerifyError> {
+pub fn check_vendor(
+    module: &[u8],
+    trusted: &[TrustedKey],
+    allow_unsigned: bool,
+) -> std::result::Result<VendorStatus, VerifyError> {
     let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key).collect();
     match verify::verify_vendor(module, &keys) {
         Ok(i) => Ok(VendorStatus::Trusted(trusted[i].vendor.clone())),
@@ -113,7 +118,11 @@ pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Impo
 
 /// Reads the module a gear source names and checks its cluster signature (and, for the
 /// catalog, that its content matches its name). With `insecure`, checks nothing.
-pub fn load_source(data_dir: &Path, source: &Source, cluster: Option<&PublicKey>) -> Result<(Vec<u8>, CatalogHash)> {
+pub fn load_source(
+    data_dir: &Path,
+    source: &Source,
+    cluster: Option<&PublicKey>,
+) -> Result<(Vec<u8>, CatalogHash)> {
     let (path, expected) = match source {
         Source::Catalog(hash) => (module_path(data_dir, hash), Some(hash)),
         Source::File(path) => (path.clone(), None),

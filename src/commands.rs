@@ -106,7 +106,9 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
             failures.push("vendor signature");
         }
     }
-    let has_cluster = fluxrig_core::section::find_custom(&module, verify::CLUSTER_SECTION).map_err(|e| Error::new(format!("{}: {e}", c.file.display())))?.is_some();
+    let has_cluster = fluxrig_core::section::find_custom(&module, verify::CLUSTER_SECTION)
+        .map_err(|e| Error::new(format!("{}: {e}", c.file.display())))?
+        .is_some();
     if has_cluster {
         match keys::cluster_public_key(&c.data_dir) {
             Ok(key) => match verify::verify_cluster(&module, &key, None) {
@@ -191,17 +193,20 @@ fn active_path(data_dir: &Path) -> std::path::PathBuf {
 }
 
 fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect();
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let s = s.trim_matches('-').to_string();
-    if s.is_empty() { "scenario".to_string() } else { s }
+    if s.is_empty() {
+        "scenario".to_string()
+    } else {
+        s
+    }
 }
 
 fn read_scenario(path: &Path) -> Result<(Vec<u8>, scenario::Scenario)> {
     let bytes = read_limited(path, MAX_SCENARIO_BYTES, "scenario")?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
     let parsed = scenario::parse(text).map_err(|e| e.context(path.display()))?;
     Ok((bytes, parsed))
 }
@@ -245,7 +250,8 @@ fn run_rack(c: &Run) -> Result<()> {
     } else {
         Checks::Verified
     };
-    let plan = rack::plan(parsed, &c.data_dir, checks, budget(c.memory_budget_mib)?).map_err(|e| e.context(path.display()))?;
+    let plan = rack::plan(parsed, &c.data_dir, checks, budget(c.memory_budget_mib)?)
+        .map_err(|e| e.context(path.display()))?;
     let name = plan.scenario.name.clone();
     let rack = Rack::build(plan, c.output_format)?;
     logger::info("rack", &format!("running scenario '{name}'"));

@@ -35,9 +35,10 @@ fn parse_uuid(s: &str, field: &str) -> Result<Uuid> {
     let mut out = [0u8; 16];
     let ok = hex.len() == 32
         && hex.is_ascii()
-        && out.iter_mut().enumerate().all(|(i, b)| {
-            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map(|v| *b = v).is_ok()
-        });
+        && out
+            .iter_mut()
+            .enumerate()
+            .all(|(i, b)| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map(|v| *b = v).is_ok());
     ok.then_some(out).ok_or_else(|| Error::new(format!("'{field}' is not a UUID: {s:?}")))
 }
 
@@ -174,7 +175,13 @@ pub fn to_json(msg: &FluxMsg) -> String {
 
 /// Makes a new message carrying `raw` (fresh id, `ts` now, empty path).
 pub fn raw_message(raw: Vec<u8>) -> FluxMsg {
-    FluxMsg { id: new_uuid_v7(), raw: Some(raw), path: Some(Vec::new()), ts: unix_nanos(), ..FluxMsg::default() }
+    FluxMsg {
+        id: new_uuid_v7(),
+        raw: Some(raw),
+        path: Some(Vec::new()),
+        ts: unix_nanos(),
+        ..FluxMsg::default()
+    }
 }
 
 /// Reads one input line: a fluxMsg as JSON, or any other line as its `raw` payload.
@@ -194,7 +201,8 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
             Some(_) => Err(Error::new(format!("'{field}' must be a string"))),
         }
     };
-    let uuid = |field: &str| -> Result<Option<Uuid>> { text(field)?.map(|s| parse_uuid(s, field)).transpose() };
+    let uuid =
+        |field: &str| -> Result<Option<Uuid>> { text(field)?.map(|s| parse_uuid(s, field)).transpose() };
     let int = |field: &str, j: &Json| -> Result<i64> {
         j.as_i64().ok_or_else(|| Error::new(format!("'{field}' must be an integer")))
     };
@@ -208,7 +216,8 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
         ..FluxMsg::default()
     };
     if let Some(flags) = o.get("flags") {
-        msg.flags = u32::try_from(int("flags", flags)?).map_err(|_| Error::new("'flags' must fit in 32 bits"))?;
+        msg.flags =
+            u32::try_from(int("flags", flags)?).map_err(|_| Error::new("'flags' must fit in 32 bits"))?;
     }
     match o.get("meta") {
         None | Some(Json::Null) => {}
@@ -224,7 +233,9 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
     }
     match o.get("data") {
         None | Some(Json::Null) => {}
-        Some(Json::Object(d)) => msg.data = Some(d.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),
+        Some(Json::Object(d)) => {
+            msg.data = Some(d.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect())
+        }
         Some(_) => return Err(Error::new("'data' must be an object")),
     }
     let raw = text("raw")?

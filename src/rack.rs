@@ -113,7 +113,8 @@ pub fn plan(scenario: Scenario, data_dir: &Path, checks: Checks, budget_bytes: u
             wasm.push(None);
             continue;
         };
-        let (bytes, _) = catalog::load_source(data_dir, source, cluster.as_ref()).map_err(|e| e.context(&at))?;
+        let (bytes, _) =
+            catalog::load_source(data_dir, source, cluster.as_ref()).map_err(|e| e.context(&at))?;
         let config = GearConfig {
             entrypoint: entrypoint.clone(),
             memory_limit_pages: *memory_limit_pages,
@@ -200,7 +201,9 @@ impl Rack {
                 (GearKind::Generate { count, interval_ms, payload }, _) => {
                     Node::Generate { count: *count, interval_ms: *interval_ms, payload: payload.clone() }
                 }
-                (GearKind::Wasm { .. }, None) => return Err(Error::new("internal: wasm gear without a plan")),
+                (GearKind::Wasm { .. }, None) => {
+                    return Err(Error::new("internal: wasm gear without a plan"))
+                }
             };
             gears.push(RackGear {
                 id: id_of(&spec.name),
@@ -213,7 +216,14 @@ impl Rack {
         let stdin_gears = (0..gears.len())
             .filter(|i| matches!(gears[*i].node, Node::Wasm(_)) && !scenario.wires.iter().any(|w| w.to == *i))
             .collect();
-        Ok(Self { gears, stdin_gears, output, stats: Stats::default(), out: Box::new(std::io::stdout()), out_closed: false })
+        Ok(Self {
+            gears,
+            stdin_gears,
+            output,
+            stats: Stats::default(),
+            out: Box::new(std::io::stdout()),
+            out_closed: false,
+        })
     }
 
     /// Runs until every producer is done, then returns the counters.
@@ -228,7 +238,8 @@ impl Rack {
         for (index, gear) in self.gears.iter().enumerate() {
             if let Node::Generate { count, interval_ms, payload } = &gear.node {
                 producers += 1;
-                let (tx, count, interval, payload, src) = (tx.clone(), *count, *interval_ms, payload.clone(), gear.id);
+                let (tx, count, interval, payload, src) =
+                    (tx.clone(), *count, *interval_ms, payload.clone(), gear.id);
                 thread::spawn(move || generate(index, src, count, interval, &payload, &tx));
             }
         }
@@ -278,7 +289,10 @@ impl Rack {
                 if path.len() >= MAX_HOPS {
                     self.stats.errors += 1;
                     let msg_id = json::uuid_string(&msg.id);
-                    logger::warn(name, &format!("message {msg_id} dropped: it has passed {MAX_HOPS} gears (a wiring loop?)"));
+                    logger::warn(
+                        name,
+                        &format!("message {msg_id} dropped: it has passed {MAX_HOPS} gears (a wiring loop?)"),
+                    );
                     continue;
                 }
                 path.push(Hop { gear: *id, port: *in_port, ts: unix_nanos() });
@@ -303,7 +317,9 @@ impl Rack {
             let gear = &self.gears[index];
             if queue.len() + gear.targets.len().max(1) > MAX_QUEUED_MESSAGES {
                 self.stats.errors += 1;
-                let text = format!("output dropped: more than {MAX_QUEUED_MESSAGES} messages queued (a fan-out loop?)");
+                let text = format!(
+                    "output dropped: more than {MAX_QUEUED_MESSAGES} messages queued (a fan-out loop?)"
+                );
                 logger::warn(&gear.name, &text);
                 continue;
             }
@@ -358,7 +374,9 @@ fn read_input(stdin: Box<dyn Read + Send>, format: Format, tx: &mpsc::Sender<Eve
                 }
                 number += 1;
                 if line.len() as u64 >= limit && line.last() != Some(&b'\n') {
-                    let _ = tx.send(Event::BadInput(format!("line {number}: longer than {limit} bytes; stopping input")));
+                    let _ = tx.send(Event::BadInput(format!(
+                        "line {number}: longer than {limit} bytes; stopping input"
+                    )));
                     break;
                 }
                 let text = String::from_utf8_lossy(&line);
@@ -393,7 +411,10 @@ fn read_input(stdin: Box<dyn Read + Send>, format: Format, tx: &mpsc::Sender<Eve
                         }
                         Err(e) if eof || buffer.len() >= MAX_ENCODED_MESSAGE_BYTES => {
                             // A CBOR sequence cannot be resynchronised after a bad item.
-                            let _ = tx.send(Event::BadInput(format!("CBOR item {}: {e}; stopping input", number + 1)));
+                            let _ = tx.send(Event::BadInput(format!(
+                                "CBOR item {}: {e}; stopping input",
+                                number + 1
+                            )));
                             let _ = tx.send(Event::Done);
                             return;
                         }

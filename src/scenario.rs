@@ -16,7 +16,9 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use fluxrig_core::limits::{DEFAULT_FUEL_PER_MESSAGE, DEFAULT_MEMORY_LIMIT_PAGES, MAX_FUEL_PER_CALL, MAX_MEMORY_LIMIT_PAGES};
+use fluxrig_core::limits::{
+    DEFAULT_FUEL_PER_MESSAGE, DEFAULT_MEMORY_LIMIT_PAGES, MAX_FUEL_PER_CALL, MAX_MEMORY_LIMIT_PAGES,
+};
 use fluxrig_core::verify::CatalogHash;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -139,7 +141,8 @@ fn uint_in(y: &Yaml, what: &str, min: u64, max: u64) -> Result<u64> {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Parses a `source` value.
@@ -195,8 +198,10 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
     let get = |key: &str| Some(&config[key]).filter(|v| !v.is_badvalue() && !v.is_null());
     let kind = match kind {
         "wasm" => {
-            let source = get("source").ok_or_else(|| Error::new(format!("{at}: config.source is required")))?;
-            let source = parse_source(str_of(source, &format!("{at}: source"))?).map_err(|e| e.context(&at))?;
+            let source =
+                get("source").ok_or_else(|| Error::new(format!("{at}: config.source is required")))?;
+            let source =
+                parse_source(str_of(source, &format!("{at}: source"))?).map_err(|e| e.context(&at))?;
             let entrypoint = match get("entrypoint") {
                 Some(e) => str_of(e, &format!("{at}: entrypoint"))?.to_string(),
                 None => "process".to_string(),
@@ -205,7 +210,9 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
                 return Err(Error::new(format!("{at}: entrypoint is empty")));
             }
             let pages = match get("memory_limit_pages") {
-                Some(p) => uint_in(p, &format!("{at}: memory_limit_pages"), 1, MAX_MEMORY_LIMIT_PAGES.into())? as u32,
+                Some(p) => {
+                    uint_in(p, &format!("{at}: memory_limit_pages"), 1, MAX_MEMORY_LIMIT_PAGES.into())? as u32
+                }
                 None => DEFAULT_MEMORY_LIMIT_PAGES,
             };
             let fuel = match get("fuel_per_message") {
@@ -258,10 +265,12 @@ pub fn parse(text: &str) -> Result<Scenario> {
         }
         scalar_string(v, key).map(Some)
     };
-    let name = field("name")?.filter(|n| !n.is_empty()).ok_or_else(|| Error::new("scenario has no name (meta.name or name)"))?;
-    let version = field("version")?
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::new("scenario has no version (meta.version or version); fluxrig requires one"))?;
+    let name = field("name")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Error::new("scenario has no name (meta.name or name)"))?;
+    let version = field("version")?.filter(|v| !v.is_empty()).ok_or_else(|| {
+        Error::new("scenario has no version (meta.version or version); fluxrig requires one")
+    })?;
     let gears_yaml = match &doc["gears"] {
         Yaml::Array(g) if !g.is_empty() => g,
         Yaml::Array(_) | Yaml::BadValue | Yaml::Null => return Err(Error::new("scenario has no gears")),
@@ -286,10 +295,9 @@ pub fn parse(text: &str) -> Result<Scenario> {
         return Err(Error::new(format!("scenario has {} wires, limit is {MAX_WIRES}", wires_yaml.len())));
     }
     let find = |name: &str, port: &str, output: bool, text: &str| -> Result<usize> {
-        let index = gears
-            .iter()
-            .position(|g| g.name == name)
-            .ok_or_else(|| Error::new(format!("wire {text:?} names gear '{name}', which the scenario does not have")))?;
+        let index = gears.iter().position(|g| g.name == name).ok_or_else(|| {
+            Error::new(format!("wire {text:?} names gear '{name}', which the scenario does not have"))
+        })?;
         let kind = &gears[index].kind;
         let ports = if output { kind.outputs() } else { kind.inputs() };
         if !ports.contains(&port) {
@@ -336,7 +344,8 @@ gears:
         let s = parse(TUTORIAL).unwrap();
         assert_eq!((s.name.as_str(), s.version.as_str()), ("Wasm Zig Demo", "v1.0.0"));
         assert!(matches!(s.gears[0].kind, GearKind::Wasm { memory_limit_pages: 16, .. }));
-        let meta = TUTORIAL.replace("name: \"Wasm Zig Demo\"\nversion: \"v1.0.0\"", "meta:\n  name: demo\n  version: 2");
+        let meta = TUTORIAL
+            .replace("name: \"Wasm Zig Demo\"\nversion: \"v1.0.0\"", "meta:\n  name: demo\n  version: 2");
         let s = parse(&meta).unwrap();
         assert_eq!((s.name.as_str(), s.version.as_str()), ("demo", "2"));
     }
@@ -392,6 +401,9 @@ gears:
         }
         assert!(parse(base).is_ok());
         // At the limit of pages it parses.
-        assert!(parse(&base.replace("source: 'file://x.wasm'", "source: 'file://x.wasm', memory_limit_pages: 1024")).is_ok());
+        assert!(parse(
+            &base.replace("source: 'file://x.wasm'", "source: 'file://x.wasm', memory_limit_pages: 1024")
+        )
+        .is_ok());
     }
 }

@@ -78,7 +78,10 @@ impl Dir {
             // four full runs on riscv64); under an emulator only, try once more.
             None if !runner.is_empty() => {
                 let output = self.run_once(&runner, args, stdin);
-                Run(output.unwrap_or_else(|| panic!("`fluxrig {}` timed out twice", args.join(" "))), args.join(" "))
+                Run(
+                    output.unwrap_or_else(|| panic!("`fluxrig {}` timed out twice", args.join(" "))),
+                    args.join(" "),
+                )
             }
             None => panic!("`fluxrig {}` timed out after {COMMAND_TIMEOUT:?}", args.join(" ")),
         }
@@ -175,7 +178,11 @@ impl Run {
         let err = self.stderr();
         assert_eq!(self.code(), code, "`fluxrig {}`: wrong exit code:\n{}{err}", self.1, self.stdout());
         let last = err.lines().last().unwrap_or_default();
-        assert!(last.starts_with("fluxrig: ") && last.contains(needle), "`fluxrig {}`: {err:?} lacks {needle:?}", self.1);
+        assert!(
+            last.starts_with("fluxrig: ") && last.contains(needle),
+            "`fluxrig {}`: {err:?} lacks {needle:?}",
+            self.1
+        );
         self
     }
 }
@@ -248,7 +255,8 @@ fn tutorial_flow_end_to_end() {
 
     let run = d.run(&["run"], b"hello\n{\"data\":{\"temp\":21.5},\"meta\":{\"site\":\"a\"}}\n");
     run.ok();
-    let lines: Vec<serde_json::Value> = run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["raw_text"], "hello");
     assert_eq!(lines[0]["raw"], "aGVsbG8=");
@@ -293,7 +301,8 @@ fn shared_vectors_through_sign_and_import() {
 fn key_files_bad_and_good() {
     let d = Dir::new("keys");
     d.write("m.wasm", vector("gear_module"));
-    d.run(&["wasm", "sign", "m.wasm", "missing.key"], b"").fails(1, "cannot read key file missing.key: no such file");
+    d.run(&["wasm", "sign", "m.wasm", "missing.key"], b"")
+        .fails(1, "cannot read key file missing.key: no such file");
     d.write("short.key", [1u8; 31]);
     d.run(&["wasm", "sign", "m.wasm", "short.key"], b"").fails(1, "short.key: key is 31 bytes");
     let mut mismatched = vector("vendor_key_file");
@@ -331,10 +340,15 @@ fn unsigned_tampered_and_untrusted_modules_are_refused() {
     unsigned.fails(3, "missing vendor signature (use allow_unsigned to bypass)");
     assert!(unsigned.stderr().contains("notes.txt: trusted keys end in .pub"), "{}", unsigned.stderr());
     assert!(unsigned.stderr().contains("short.pub: public key is 31 bytes; expected 32"));
-    assert!(!d.path("data/wasm").read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "wasm")));
+    assert!(!d.path("data/wasm").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|x| x == "wasm")));
 
     d.run(&["wasm", "sign", "m.wasm", "other.key"], b"").ok();
-    d.run(&["wasm", "import", "m.wasm"], b"").fails(3, "vendor signature found but does not match any trusted keys");
+    d.run(&["wasm", "import", "m.wasm"], b"")
+        .fails(3, "vendor signature found but does not match any trusted keys");
 
     d.run(&["wasm", "sign", "m.wasm", "vendor.key"], b"").ok();
     let mut tampered = d.read("m.wasm");
@@ -342,7 +356,8 @@ fn unsigned_tampered_and_untrusted_modules_are_refused() {
     let at = tampered.windows(4).position(|w| w == [0x41, 0x80, 0x08, 0x0b]).unwrap();
     tampered[at + 1] ^= 0x01;
     d.write("t.wasm", &tampered);
-    d.run(&["wasm", "import", "t.wasm"], b"").fails(3, "vendor signature found but does not match any trusted keys");
+    d.run(&["wasm", "import", "t.wasm"], b"")
+        .fails(3, "vendor signature found but does not match any trusted keys");
     d.run(&["wasm", "verify", "t.wasm"], b"").fails(3, "vendor signature failed");
 
     d.write("u.wasm", vector("gear_module"));
@@ -353,7 +368,8 @@ fn unsigned_tampered_and_untrusted_modules_are_refused() {
     verify.ok();
     assert!(verify.stdout().contains("vendor signature: ok (trusted key 'vendor')"));
     d.write("junk.wasm", b"\0asm\x01\0\0\0\x00\x05");
-    d.run(&["wasm", "import", "junk.wasm", "--allow-unsigned"], b"").fails(1, "runs past the end of the module");
+    d.run(&["wasm", "import", "junk.wasm", "--allow-unsigned"], b"")
+        .fails(1, "runs past the end of the module");
     d.write("notwasm.wasm", b"hello");
     d.run(&["wasm", "import", "notwasm.wasm"], b"").fails(1, "not a WebAssembly module");
 }
@@ -374,20 +390,24 @@ fn bad_scenarios_are_refused_and_nothing_is_written() {
 
     // A module that needs more pages than the scenario allows.
     d.write("small.yaml", good.replace("memory_limit_pages: 16", "memory_limit_pages: 1"));
-    d.run(&["scenario", "import", "small.yaml", "--activate"], b"")
-        .fails(1, "gear 'my-zig-filter': module wants 2 pages (128 KiB) of initial memory, but memory_limit_pages is 1");
+    d.run(&["scenario", "import", "small.yaml", "--activate"], b"").fails(
+        1,
+        "gear 'my-zig-filter': module wants 2 pages (128 KiB) of initial memory, but memory_limit_pages is 1",
+    );
     // Unknown gear type; wire to a missing gear.
     d.write("type.yaml", good.replace("type: wasm", "type: lua"));
     d.run(&["scenario", "import", "type.yaml", "--activate"], b"").fails(1, "unknown gear type \"lua\"");
     d.write("wire.yaml", format!("{good}wires:\n  - from: my-zig-filter.out\n  - to: nowhere.in\n"));
     d.run(&["scenario", "import", "wire.yaml"], b"").fails(1, "wires[0].to must be a string");
     d.write("wire2.yaml", format!("{good}wires:\n  - {{from: my-zig-filter.out, to: nowhere.in}}\n"));
-    d.run(&["scenario", "import", "wire2.yaml"], b"").fails(1, "names gear 'nowhere', which the scenario does not have");
+    d.run(&["scenario", "import", "wire2.yaml"], b"")
+        .fails(1, "names gear 'nowhere', which the scenario does not have");
     // A renamed catalog file: content no longer matches its name.
     let other = "ab".repeat(32);
     fs::copy(d.path(&format!("data/wasm/{hash}.wasm")), d.path(&format!("data/wasm/{other}.wasm"))).unwrap();
     d.write("renamed.yaml", tutorial_scenario(&other, 16));
-    d.run(&["scenario", "import", "renamed.yaml", "--activate"], b"").fails(3, &format!("hashes to {hash}, but it is named {other}"));
+    d.run(&["scenario", "import", "renamed.yaml", "--activate"], b"")
+        .fails(3, &format!("hashes to {hash}, but it is named {other}"));
     fs::remove_file(d.path(&format!("data/wasm/{other}.wasm"))).unwrap();
     // Not in the catalog at all.
     d.run(&["scenario", "import", "renamed.yaml"], b"").fails(1, "is not in the catalog");
@@ -397,7 +417,8 @@ fn bad_scenarios_are_refused_and_nothing_is_written() {
     let mut broken = stored.clone();
     *broken.last_mut().unwrap() ^= 1;
     d.write(&stored_path, &broken);
-    d.run(&["scenario", "import", "good.yaml"], b"").fails(3, "cluster signature does not match the cluster key");
+    d.run(&["scenario", "import", "good.yaml"], b"")
+        .fails(3, "cluster signature does not match the cluster key");
     d.write(&stored_path, &stored);
     // An unsigned file:// module is refused (only cluster-signed files run).
     d.write("plain.wasm", POLYGLOT);
@@ -468,7 +489,8 @@ fn a_rack_keeps_running_through_bad_messages() {
     let input = b"one\ndrop this\nloop forever\n{\"id\": \"not-a-uuid\"}\ntrap now\ntwo\n\n{\"raw_text\":\"three\",\"trace\":\"t-1\"}\n";
     let run = d.run(&["run"], input);
     run.ok();
-    let out: Vec<serde_json::Value> = run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out: Vec<serde_json::Value> =
+        run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let texts: Vec<&str> = out.iter().map(|m| m["raw_text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["one", "two", "three"]);
     assert_eq!(out[2]["trace"], "t-1");
@@ -493,7 +515,8 @@ fn generate_and_wires_route_through_two_gears() {
     );
     let run = d.run(&["run", "--scenario", "s.yaml"], b"");
     run.ok();
-    let out: Vec<serde_json::Value> = run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out: Vec<serde_json::Value> =
+        run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(out.len(), 5);
     assert_eq!(out[4]["raw_text"], "msg 5");
     assert_eq!(out[0]["path"].as_array().unwrap().len(), 2, "two hops: a and b");
@@ -532,7 +555,8 @@ fn cbor_in_and_out() {
     );
     let mut input = example.clone();
     input.extend_from_slice(&example);
-    let run = d.run(&["run", "--scenario", "s.yaml", "--input-format", "cbor", "--output-format", "cbor"], &input);
+    let run =
+        d.run(&["run", "--scenario", "s.yaml", "--input-format", "cbor", "--output-format", "cbor"], &input);
     run.ok();
     let out = &run.0.stdout;
     let (first, used) = fluxrig_core::message::FluxMsg::decode_prefix(out).unwrap();
@@ -566,7 +590,8 @@ fn wasm_call_runs_one_message() {
     by_hash.ok();
     assert!(!by_hash.stderr().contains("without checking"));
     d.write("picky.wasm", picky_gear());
-    d.run(&["wasm", "call", "picky.wasm", "-m", "loop", "--fuel", "100000"], b"").fails(1, "gear: guest 'process' ran out of fuel");
+    d.run(&["wasm", "call", "picky.wasm", "-m", "loop", "--fuel", "100000"], b"")
+        .fails(1, "gear: guest 'process' ran out of fuel");
     let dropped = d.run(&["wasm", "call", "picky.wasm", "-m", "drop"], b"");
     dropped.ok();
     assert_eq!(dropped.stdout(), "");
@@ -645,7 +670,9 @@ fn a_generate_only_scenario_needs_no_catalog() {
     let texts: Vec<String> = run
         .stdout()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["raw_text"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["raw_text"].as_str().unwrap().to_string()
+        })
         .collect();
     assert_eq!(texts, ["tick 1", "tick 2", "tick 3"]);
 }

@@ -87,7 +87,8 @@ fn main() {
         assert_eq!(floor.run(&input), input);
         let start = Instant::now();
         black_box(floor.run(&input));
-        let iters = ((budget_ns / rounds as f64) / start.elapsed().as_nanos().max(1) as f64).clamp(10.0, 1e6) as usize;
+        let iters = ((budget_ns / rounds as f64) / start.elapsed().as_nanos().max(1) as f64).clamp(10.0, 1e6)
+            as usize;
         // Interleave the two so that drift on the machine hits both alike.
         let mut floor_ns = Vec::new();
         let mut gear_ns = Vec::new();
@@ -99,7 +100,10 @@ fn main() {
                 black_box(gear.process_bytes(black_box(&input), &mut sink).unwrap());
             }));
         }
-        let (f, g) = (floor_ns.iter().copied().fold(f64::MAX, f64::min), gear_ns.iter().copied().fold(f64::MAX, f64::min));
+        let (f, g) = (
+            floor_ns.iter().copied().fold(f64::MAX, f64::min),
+            gear_ns.iter().copied().fold(f64::MAX, f64::min),
+        );
         println!("{size:>8} {f:>12.0} {g:>12.0} {:>7.2}", g / f);
     }
 }

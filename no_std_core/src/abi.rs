@@ -103,10 +103,10 @@ mod tests {
     #[test]
     fn packing_round_trips_and_zero_length_drops() {
         assert_eq!(unpack_result(pack_result(1024, 146)), Returned::Output { ptr: 1024, len: 146 });
-        assert_eq!(unpack_result(pack_result(0xffff_ffff, 0xffff_ffff)), Returned::Output {
-            ptr: 0xffff_ffff,
-            len: 0xffff_ffff
-        });
+        assert_eq!(
+            unpack_result(pack_result(0xffff_ffff, 0xffff_ffff)),
+            Returned::Output { ptr: 0xffff_ffff, len: 0xffff_ffff }
+        );
         assert_eq!(unpack_result(pack_result(1234, 0)), Returned::Drop);
         assert_eq!(unpack_result(-1), Returned::Output { ptr: u32::MAX, len: u32::MAX });
     }

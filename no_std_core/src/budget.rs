@@ -151,6 +151,9 @@ mod tests {
     fn unreadable_modules_are_priced_per_byte_as_functions() {
         let junk = [0u8; 100];
         let priced = gear_worst_case_bytes(&junk, &small());
-        assert_eq!(priced - gear_worst_case_bytes(&WASM_HEADER, &small()), 100 * BYTES_PER_FUNCTION + 92 * COMPILED_BYTES_PER_MODULE_BYTE);
+        assert_eq!(
+            priced - gear_worst_case_bytes(&WASM_HEADER, &small()),
+            100 * BYTES_PER_FUNCTION + 92 * COMPILED_BYTES_PER_MODULE_BYTE
+        );
     }
 }

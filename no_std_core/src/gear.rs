@@ -29,16 +29,15 @@ use core::fmt;
 use core::fmt::Write as _;
 
 use wasmi::{
-    Caller, CompilationMode, Config, Engine, Error as WasmiError, ExternType, FuncType, Linker,
-    Memory, Module, StoreLimits, StoreLimitsBuilder, Store, TrapCode, TypedFunc, ValType,
+    Caller, CompilationMode, Config, Engine, Error as WasmiError, ExternType, FuncType, Linker, Memory,
+    Module, Store, StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, ValType,
 };
 
 use crate::abi::{self, LogLevel, Returned};
 use crate::limits::{
-    DEFAULT_FUEL_FOR_START, DEFAULT_FUEL_PER_ALLOC, DEFAULT_FUEL_PER_MESSAGE,
-    DEFAULT_MEMORY_LIMIT_PAGES, MAX_ENCODED_MESSAGE_BYTES, MAX_FUEL_PER_CALL,
-    MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES, MAX_MEMORY_LIMIT_PAGES, MAX_RECURSION_DEPTH,
-    MAX_TABLE_ELEMENTS, MAX_VALUE_STACK_BYTES, WASM_PAGE_BYTES,
+    DEFAULT_FUEL_FOR_START, DEFAULT_FUEL_PER_ALLOC, DEFAULT_FUEL_PER_MESSAGE, DEFAULT_MEMORY_LIMIT_PAGES,
+    MAX_ENCODED_MESSAGE_BYTES, MAX_FUEL_PER_CALL, MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES,
+    MAX_MEMORY_LIMIT_PAGES, MAX_RECURSION_DEPTH, MAX_TABLE_ELEMENTS, MAX_VALUE_STACK_BYTES, WASM_PAGE_BYTES,
 };
 use crate::message::{FluxMsg, MessageError};
 use crate::verify::{CatalogHash, VerifiedModule};
@@ -331,10 +330,9 @@ impl fmt::Display for GearError {
                 write!(f, "{what} is {got}, it must be between 1 and {limit}")
             }
             Self::InvalidModule { detail } => write!(f, "invalid module: {detail}"),
-            Self::ForbiddenImport { import } => write!(
-                f,
-                "module imports '{import}'; a gear may import only env.log(i32, i32, i32)"
-            ),
+            Self::ForbiddenImport { import } => {
+                write!(f, "module imports '{import}'; a gear may import only env.log(i32, i32, i32)")
+            }
             Self::WrongLogImportType => {
                 f.write_str("module imports env.log with a type other than (i32, i32, i32) -> ()")
             }
@@ -359,14 +357,12 @@ impl fmt::Display for GearError {
             Self::AllocReturnedNull { len } => {
                 write!(f, "guest alloc({len}) returned 0 (guest out of memory)")
             }
-            Self::AllocOutOfRange { ptr, len, memory } => write!(
-                f,
-                "guest alloc({len}) returned {ptr}, outside its {memory}-byte memory"
-            ),
-            Self::OutputOutOfRange { ptr, len, memory } => write!(
-                f,
-                "guest returned {len} bytes at {ptr}, outside its {memory}-byte memory"
-            ),
+            Self::AllocOutOfRange { ptr, len, memory } => {
+                write!(f, "guest alloc({len}) returned {ptr}, outside its {memory}-byte memory")
+            }
+            Self::OutputOutOfRange { ptr, len, memory } => {
+                write!(f, "guest returned {len} bytes at {ptr}, outside its {memory}-byte memory")
+            }
             Self::OutputTooLarge { limit, got } => {
                 write!(f, "guest returned {got} bytes, limit is {limit} bytes")
             }
@@ -446,10 +442,10 @@ pub fn inspect(module: &[u8], config: &GearConfig) -> Result<ModuleShape, GearEr
 fn compile(bytes: &[u8], config: &GearConfig) -> Result<(Engine, Module, ModuleShape), GearError> {
     use ValType::{I32, I64};
     config.check()?;
-    crate::section::check_framing(bytes)
-        .map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    crate::section::check_framing(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
     let engine = Engine::new(&engine_config());
-    let module = Module::new(&engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    let module =
+        Module::new(&engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
 
     let mut imports_log = false;
     for import in module.imports() {
@@ -485,7 +481,10 @@ fn compile(bytes: &[u8], config: &GearConfig) -> Result<(Engine, Module, ModuleS
             _ => Some(Err(wrong(name, SIG_ALLOC))),
         })
         .unwrap_or(Err(GearError::MissingExport { export: cut(abi::ALLOC_EXPORT) }))?;
-    let required = [(abi::FREE_EXPORT, SIG_FREE, &[I32, I32][..], &[][..]), (config.entrypoint.as_str(), SIG_PROCESS, &[I32, I32][..], &[I64][..])];
+    let required = [
+        (abi::FREE_EXPORT, SIG_FREE, &[I32, I32][..], &[][..]),
+        (config.entrypoint.as_str(), SIG_PROCESS, &[I32, I32][..], &[I64][..]),
+    ];
     for (name, sig, params, results) in required {
         match func_export(name) {
             Ok(Some(ty)) if has_type(&ty, params, results) => {}
@@ -502,7 +501,10 @@ fn compile(bytes: &[u8], config: &GearConfig) -> Result<(Engine, Module, ModuleS
     }
     let (memory_export, initial_pages, maximum_pages) = memory.ok_or(GearError::NoMemoryExport)?;
     if initial_pages > u64::from(config.memory_limit_pages) {
-        return Err(GearError::InitialMemoryTooLarge { limit: config.memory_limit_pages, got: initial_pages });
+        return Err(GearError::InitialMemoryTooLarge {
+            limit: config.memory_limit_pages,
+            got: initial_pages,
+        });
     }
     let shape = ModuleShape {
         initial_pages,
@@ -542,7 +544,8 @@ impl Host {
 }
 
 fn log_host(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) {
-    let Some(memory) = caller.get_export(&caller.data().memory_export).and_then(wasmi::Extern::into_memory) else {
+    let Some(memory) = caller.get_export(&caller.data().memory_export).and_then(wasmi::Extern::into_memory)
+    else {
         return;
     };
     let (data, host) = memory.data_and_store_mut(&mut caller);
@@ -607,15 +610,14 @@ impl Compiled {
             None => instantiation(e),
         })?;
         let missing = |name: &str| GearError::MissingExport { export: cut(name) };
-        let memory = instance
-            .get_memory(&store, &self.shape.memory_export)
-            .ok_or(GearError::NoMemoryExport)?;
+        let memory =
+            instance.get_memory(&store, &self.shape.memory_export).ok_or(GearError::NoMemoryExport)?;
         let alloc_name = self.shape.alloc_export;
         let alloc = instance.get_typed_func(&store, alloc_name).map_err(|_| missing(alloc_name))?;
-        let free = instance.get_typed_func(&store, abi::FREE_EXPORT).map_err(|_| missing(abi::FREE_EXPORT))?;
-        let process = instance
-            .get_typed_func(&store, &config.entrypoint)
-            .map_err(|_| missing(&config.entrypoint))?;
+        let free =
+            instance.get_typed_func(&store, abi::FREE_EXPORT).map_err(|_| missing(abi::FREE_EXPORT))?;
+        let process =
+            instance.get_typed_func(&store, &config.entrypoint).map_err(|_| missing(&config.entrypoint))?;
         Ok(Live { store, memory, alloc, alloc_name, free, process })
     }
 }
@@ -643,7 +645,11 @@ impl Gear {
     /// # Errors
     /// Any shape error of [`inspect`], [`GearError::StartFailed`] or
     /// [`GearError::Instantiation`].
-    pub fn load(module: &VerifiedModule<'_>, config: GearConfig, sink: &mut dyn LogSink) -> Result<Self, GearError> {
+    pub fn load(
+        module: &VerifiedModule<'_>,
+        config: GearConfig,
+        sink: &mut dyn LogSink,
+    ) -> Result<Self, GearError> {
         let (engine, compiled, shape) = compile(module.bytes(), &config)?;
         let mut linker = Linker::new(&engine);
         linker
@@ -766,7 +772,10 @@ impl Run<'_> {
         };
         if out_len as usize > self.config.max_output_bytes {
             self.free(ptr, len)?;
-            return Err(GearError::OutputTooLarge { limit: self.config.max_output_bytes, got: out_len as usize });
+            return Err(GearError::OutputTooLarge {
+                limit: self.config.max_output_bytes,
+                got: out_len as usize,
+            });
         }
         let data = memory.data(&self.live.store);
         let Some(range) = abi::guest_range(out_ptr, out_len, data.len()) else {
@@ -783,7 +792,6 @@ impl Run<'_> {
         Ok(Outcome::Output(output))
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -324,10 +324,7 @@ impl FluxMsg {
     /// A [`MessageError`] naming the field and offset that is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         if bytes.len() > MAX_ENCODED_MESSAGE_BYTES {
-            return Err(MessageError::MessageTooLarge {
-                limit: MAX_ENCODED_MESSAGE_BYTES,
-                got: bytes.len(),
-            });
+            return Err(MessageError::MessageTooLarge { limit: MAX_ENCODED_MESSAGE_BYTES, got: bytes.len() });
         }
         let (msg, end) = Self::decode_prefix(bytes)?;
         if end != bytes.len() {
@@ -357,16 +354,13 @@ impl FluxMsg {
                 Value::Text(s) => s.len(),
                 Value::Bytes(b) => b.len(),
                 Value::Array(items) => items.iter().map(value_bytes).sum(),
-                Value::Map(entries) => {
-                    entries.iter().map(|(k, v)| value_bytes(k) + value_bytes(v)).sum()
-                }
+                Value::Map(entries) => entries.iter().map(|(k, v)| value_bytes(k) + value_bytes(v)).sum(),
                 _ => 0,
             }
         }
         let raw = self.raw.as_ref().map_or(0, Vec::len);
         let meta = self.meta.iter().flatten().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        let data =
-            self.data.iter().flatten().map(|(k, v)| k.len() + value_bytes(v)).sum::<usize>();
+        let data = self.data.iter().flatten().map(|(k, v)| k.len() + value_bytes(v)).sum::<usize>();
         raw + meta + data
     }
 }
@@ -550,8 +544,15 @@ impl<'b> Reader<'b> {
                 Value::Null
             }
             Type::Bool => Value::Bool(self.d.bool().map_err(|_| malformed)?),
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 | Type::I8 | Type::I16 | Type::I32
-            | Type::I64 | Type::Int => Value::Int(self.int(field)?),
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
+            | Type::I64
+            | Type::Int => Value::Int(self.int(field)?),
             Type::F16 => {
                 let input = self.d.input();
                 let bits = input.get(offset + 1..offset + 3).ok_or(malformed)?;

@@ -151,8 +151,7 @@ impl<'a> Sections<'a> {
         let (name, payload) = if id == 0 {
             let mut name_pos = 0;
             let name_len = read_u32_leb(body, &mut name_pos)
-                .map_err(|_| SectionError::Truncated { offset: start })?
-                as usize;
+                .map_err(|_| SectionError::Truncated { offset: start })? as usize;
             let name_end = name_pos
                 .checked_add(name_len)
                 .filter(|e| *e <= body.len())

@@ -66,9 +66,7 @@ impl fmt::Display for KeyError {
                 write!(f, "public key is {got} bytes; expected 32")
             }
             Self::ZeroSeed => f.write_str("key seed is all zeros"),
-            Self::PublicHalfMismatch => {
-                f.write_str("key file's public half does not match its seed")
-            }
+            Self::PublicHalfMismatch => f.write_str("key file's public half does not match its seed"),
         }
     }
 }
@@ -267,13 +265,11 @@ impl fmt::Display for VerifyError {
             Self::BadSignatureLength { section, got } => {
                 write!(f, "'{section}' section holds {got} bytes, a signature is 64")
             }
-            Self::AlreadyCountersigned => f.write_str(
-                "module already carries a cluster signature (use the vendor-signed file)",
-            ),
-            Self::MissingClusterSignature => f.write_str("missing cluster signature"),
-            Self::BadClusterSignature => {
-                f.write_str("cluster signature does not match the cluster key")
+            Self::AlreadyCountersigned => {
+                f.write_str("module already carries a cluster signature (use the vendor-signed file)")
             }
+            Self::MissingClusterSignature => f.write_str("missing cluster signature"),
+            Self::BadClusterSignature => f.write_str("cluster signature does not match the cluster key"),
             Self::HashMismatch { expected, got } => {
                 write!(f, "module content hashes to {got}, but it is named {expected}")
             }
@@ -390,8 +386,7 @@ pub fn verify_cluster<'a>(
     cluster_key: &PublicKey,
     expected: Option<&CatalogHash>,
 ) -> Result<VerifiedModule<'a>, VerifyError> {
-    let signature =
-        only_signature(c, CLUSTER_SECTION)?.ok_or(VerifyError::MissingClusterSignature)?;
+    let signature = only_signature(c, CLUSTER_SECTION)?.ok_or(VerifyError::MissingClusterSignature)?;
     let hash = CatalogHash(sha256(&section::strip_custom(c, CLUSTER_SECTION)?));
     if !cluster_key.verify(&hash.0, signature) {
         return Err(VerifyError::BadClusterSignature);

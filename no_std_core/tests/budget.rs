@@ -5,9 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Mutex;
 
+use fluxrig_core::abi::LogLevel;
 use fluxrig_core::budget::gear_worst_case_bytes;
 use fluxrig_core::gear::{Gear, GearConfig, LogSink};
-use fluxrig_core::abi::LogLevel;
 use fluxrig_core::verify::dangerous::trust_unverified;
 
 struct Counting;
@@ -88,10 +88,16 @@ fn measure(module: &[u8], config: GearConfig) -> (usize, usize) {
 
 #[test]
 fn measured_peak_heap_stays_within_the_worst_case() {
-    let cases = [(0, 0, 1), (10, 10, 1), (100, 50, 2), (400, 100, 16), (2000, 20, 4), (5000, 0, 1), (20, 5000, 1)];
+    let cases =
+        [(0, 0, 1), (10, 10, 1), (100, 50, 2), (400, 100, 16), (2000, 20, 4), (5000, 0, 1), (20, 5000, 1)];
     for (funcs, ops, pages) in cases {
         let module = gear_module(funcs, ops, pages);
-        let config = GearConfig { memory_limit_pages: pages, max_output_bytes: 4096, max_table_elements: 64, ..GearConfig::default() };
+        let config = GearConfig {
+            memory_limit_pages: pages,
+            max_output_bytes: 4096,
+            max_table_elements: 64,
+            ..GearConfig::default()
+        };
         let (peak, bound) = measure(&module, config);
         let memory = pages as usize * 65536;
         println!(

@@ -37,7 +37,9 @@ impl Rng {
                 2 if !out.is_empty() => {
                     out.remove(at);
                 }
-                _ if !out.is_empty() => out[at] = [0x00, 0x7f, 0x80, 0xff, 0x18, 0x1b, 0x5f, 0xbf][self.below(8)],
+                _ if !out.is_empty() => {
+                    out[at] = [0x00, 0x7f, 0x80, 0xff, 0x18, 0x1b, 0x5f, 0xbf][self.below(8)]
+                }
                 _ => out.push(0),
             }
         }

@@ -37,7 +37,8 @@ fn main() {
 
     // The linker script for this target's memory map.
     let target = std::env::var("TARGET").unwrap_or_default();
-    let memory = if target.starts_with("thumbv7em") { "memory/mps2-an386.x" } else { "memory/qemu-virt-rv32.x" };
+    let memory =
+        if target.starts_with("thumbv7em") { "memory/mps2-an386.x" } else { "memory/qemu-virt-rv32.x" };
     std::fs::copy(manifest.join(memory), out.join("memory.x")).expect("copy memory.x");
     println!("cargo:rustc-link-search={}", out.display());
 }

@@ -211,7 +211,8 @@ fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
     let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
     assert_eq!(err, GearError::AllocReturnedNull { len: 3 });
     assert!(!err.rebuilds_instance());
-    let mut gear = load(&guest_with("1 16", "(i32.const 65534)", PACK_IN, ""), GearConfig::default()).unwrap();
+    let mut gear =
+        load(&guest_with("1 16", "(i32.const 65534)", PACK_IN, ""), GearConfig::default()).unwrap();
     let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
     assert_eq!(err, GearError::AllocOutOfRange { ptr: 65534, len: 3, memory: 65536 });
     assert!(err.rebuilds_instance());
@@ -219,8 +220,12 @@ fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
     let err = gear.process_bytes(&[1, 2], &mut Lines::default()).unwrap_err();
     assert_eq!(err, GearError::AllocOutOfRange { ptr: u32::MAX, len: 2, memory: 65536 });
     // At the edge: the last 3 bytes of memory are fine.
-    let mut gear = load(&guest_with("1 16", "(i32.const 65533)", PACK_IN, ""), GearConfig::default()).unwrap();
-    assert_eq!(gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap(), Outcome::Output(vec![1, 2, 3]));
+    let mut gear =
+        load(&guest_with("1 16", "(i32.const 65533)", PACK_IN, ""), GearConfig::default()).unwrap();
+    assert_eq!(
+        gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap(),
+        Outcome::Output(vec![1, 2, 3])
+    );
 }
 
 #[test]
@@ -318,7 +323,10 @@ fn exports_are_checked_by_name_and_exact_type() {
         inspect(&alloc64, &c),
         Err(GearError::WrongExportType { export: cut("alloc"), expected: "(i32) -> i32" })
     );
-    assert_eq!(inspect(&module("alloc", ok_free, "process", "(memory 1)"), &c), Err(GearError::NoMemoryExport));
+    assert_eq!(
+        inspect(&module("alloc", ok_free, "process", "(memory 1)"), &c),
+        Err(GearError::NoMemoryExport)
+    );
     assert!(matches!(inspect(b"\0asm\x01\0\0\0\x01", &c), Err(GearError::InvalidModule { .. })));
     assert!(matches!(inspect(b"not wasm", &c), Err(GearError::InvalidModule { .. })));
 }
@@ -405,11 +413,17 @@ fn input_size_limit_edge() {
     let mut big = vec![0u8; MAX_ENCODED_MESSAGE_BYTES + 1];
     assert_eq!(
         gear.process_bytes(&big, &mut Lines::default()),
-        Err(GearError::InputTooLarge { limit: MAX_ENCODED_MESSAGE_BYTES, got: MAX_ENCODED_MESSAGE_BYTES + 1 })
+        Err(GearError::InputTooLarge {
+            limit: MAX_ENCODED_MESSAGE_BYTES,
+            got: MAX_ENCODED_MESSAGE_BYTES + 1
+        })
     );
     big.pop();
     // At the limit the message reaches alloc, whose bump pointer is inside 1 page only.
-    assert!(matches!(gear.process_bytes(&big, &mut Lines::default()), Err(GearError::AllocOutOfRange { .. })));
+    assert!(matches!(
+        gear.process_bytes(&big, &mut Lines::default()),
+        Err(GearError::AllocOutOfRange { .. })
+    ));
 }
 
 #[test]

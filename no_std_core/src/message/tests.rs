@@ -135,11 +135,8 @@ fn hops_limit_edge() {
 #[test]
 fn payload_limit_edge() {
     let meta = vec![("k".into(), "vv".into())];
-    let mut msg = FluxMsg {
-        meta: Some(meta),
-        raw: Some(vec![7; MAX_PAYLOAD_BYTES - 3]),
-        ..FluxMsg::default()
-    };
+    let mut msg =
+        FluxMsg { meta: Some(meta), raw: Some(vec![7; MAX_PAYLOAD_BYTES - 3]), ..FluxMsg::default() };
     assert_eq!(msg.payload_bytes(), MAX_PAYLOAD_BYTES);
     assert_eq!(FluxMsg::decode(&msg.encode()).unwrap(), msg);
     msg.raw = Some(vec![7; MAX_PAYLOAD_BYTES - 2]);

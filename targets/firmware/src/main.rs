@@ -70,7 +70,13 @@ fn message(raw: &[u8], n: u8) -> FluxMsg {
     let mut id = [0u8; 16];
     id[0] = 0x01;
     id[15] = n;
-    FluxMsg { id, raw: Some(raw.into()), path: Some(Vec::new()), ts: 1_700_000_000_000_000_000, ..FluxMsg::default() }
+    FluxMsg {
+        id,
+        raw: Some(raw.into()),
+        path: Some(Vec::new()),
+        ts: 1_700_000_000_000_000_000,
+        ..FluxMsg::default()
+    }
 }
 
 fn run() -> Result<(), &'static str> {
@@ -102,7 +108,11 @@ fn run() -> Result<(), &'static str> {
         Ok(_) => return Err("a 16-page gear was admitted into 256 KiB"),
     }
     let need = arena.admit(GEAR, &config).map_err(|_| "1-page gear not admitted")?;
-    println!("admitted: 1-page gear needs at most {} bytes; {} bytes of the arena left", need, arena.remaining());
+    println!(
+        "admitted: 1-page gear needs at most {} bytes; {} bytes of the arena left",
+        need,
+        arena.remaining()
+    );
 
     let mut log = |level: LogLevel, line: &str| println!("  gear {}: {}", level.as_str(), line);
     let mut gear = Gear::load(&verified, config, &mut log).map_err(|_| "gear did not load")?;
@@ -116,7 +126,12 @@ fn run() -> Result<(), &'static str> {
         match gear.process(&msg, &mut log) {
             Ok(Some(out)) if out == msg => {
                 passed += 1;
-                println!("message {}: passed through, {} bytes, fuel {}", n, msg.encode().len(), gear.last_fuel_used());
+                println!(
+                    "message {}: passed through, {} bytes, fuel {}",
+                    n,
+                    msg.encode().len(),
+                    gear.last_fuel_used()
+                );
             }
             Ok(_) => return Err("gear changed or dropped a message"),
             Err(e) => {
