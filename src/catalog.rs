@@ -1,17 +1,18 @@
 //! The file-based catalog `DATA/wasm/<hash>.wasm` and the `wasm` commands' work:
-//! sign, import, list, verify, and resolving a gear's source to verified bytes.
+//! sign, import, list, and reading a gear's source as a [`VerifiedModule`].
 //!
 //! Import (`spec/fluxrig-compat.md` sections 3 and 5): vendor signature checked against
 //! the trust store, module shape checked, countersigned with the node's cluster key, and
 //! stored atomically under the SHA-256 of the vendor-signed bytes. Loading checks the
-//! cluster signature and that the content hashes to the name (BETTER than fluxrig).
+//! cluster signature with the public cluster key and that the content hashes to the name
+//! (BETTER than fluxrig), and hands on the verified value itself, never bare bytes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use fluxrig_core::gear::{inspect, GearConfig, ModuleShape};
 use fluxrig_core::limits::{MAX_MEMORY_LIMIT_PAGES, MAX_MODULE_BYTES};
-use fluxrig_core::verify::{self, CatalogHash, PublicKey, VerifyError};
+use fluxrig_core::verify::{self, CatalogHash, PublicKey, VerifiedModule, VerifyError};
 
 use crate::error::{Error, Result};
 use crate::files::{read_limited, write_atomic};
@@ -28,19 +29,11 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>> {
     read_limited(path, MAX_MODULE_BYTES, "module")
 }
 
-fn trust_error(path: &Path, e: VerifyError) -> Error {
-    match e {
-        VerifyError::Section(_) => Error::new(format!("{}: {e}", path.display())),
-        _ => Error::untrusted(format!("{}: {e}", path.display())),
-    }
-}
-
 /// Vendor-signs `file` in place with the key file `key`; returns the vendor public key.
 pub fn sign(file: &Path, key: &Path) -> Result<PublicKey> {
     let key = keys::load_signing_key(key)?;
     let module = read_module(file)?;
-    let signed =
-        verify::vendor_sign(&module, &key).map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
+    let signed = verify::vendor_sign(&module, &key).map_err(|e| Error::verify(file, e))?;
     write_atomic(file, &signed, 0o644)?;
     Ok(key.public_key())
 }
@@ -77,20 +70,21 @@ pub fn check_vendor(
 ) -> std::result::Result<VendorStatus, VerifyError> {
     let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key).collect();
     match verify::verify_vendor(module, &keys) {
-        Ok(i) => Ok(VendorStatus::Trusted(trusted[i].vendor.clone())),
+        Ok(i) => Ok(VendorStatus::Trusted(trusted.get(i).map(|t| t.vendor.clone()).unwrap_or_default())),
         Err(VerifyError::MissingVendorSignature) if allow_unsigned => Ok(VendorStatus::UnsignedAllowed),
         Err(e) => Err(e),
     }
 }
 
-/// Checks the gear shape with the most generous limits (the scenario sets the real ones).
-pub fn check_shape(module: &[u8], entrypoint: &str) -> Result<ModuleShape> {
+/// Checks the gear shape of raw module bytes with the most generous limits (the scenario
+/// sets the real ones), before the module is signed into the catalog.
+pub fn check_shape(path: &Path, module: &[u8], entrypoint: &str) -> Result<ModuleShape> {
     let config = GearConfig {
         entrypoint: entrypoint.to_string(),
         memory_limit_pages: MAX_MEMORY_LIMIT_PAGES,
         ..GearConfig::default()
     };
-    inspect(module, &config).map_err(|e| Error::new(e.to_string()))
+    inspect(module, &config).map_err(|source| Error::Gear { gear: path.display().to_string(), source })
 }
 
 /// Imports `file` into the catalog.
@@ -98,47 +92,54 @@ pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Impo
     let module = read_module(file)?;
     let trusted = keys::load_trust_store(data_dir)?;
     let vendor = check_vendor(&module, &trusted, allow_unsigned).map_err(|e| {
-        let error = trust_error(file, e);
+        let error = Error::verify(file, e);
         if trusted.is_empty() && e == VerifyError::UntrustedVendor {
             let store = keys::trust_store_path(data_dir);
-            return Error::untrusted(format!("{error} (the trust store {} has no keys)", store.display()));
+            return error.hint(format!("the trust store {} has no keys", store.display()));
         }
         error
     })?;
-    let shape = check_shape(&module, "process").map_err(|e| e.context(file.display()))?;
+    let shape = check_shape(file, &module, fluxrig_core::abi::DEFAULT_ENTRYPOINT)?;
     let cluster = keys::load_or_create_cluster_key(data_dir)?;
-    let (hash, stored) = verify::countersign(&module, &cluster).map_err(|e| trust_error(file, e))?;
+    let (hash, stored) = verify::countersign(&module, &cluster).map_err(|e| Error::verify(file, e))?;
     let path = module_path(data_dir, &hash);
-    let already_present = fs::read(&path).is_ok_and(|old| old == stored);
+    let already_present = read_module(&path).is_ok_and(|old| old == stored);
     if !already_present {
         write_atomic(&path, &stored, 0o644)?;
     }
     Ok(Imported { hash, path, vendor, shape, already_present })
 }
 
-/// Reads the module a gear source names and checks its cluster signature (and, for the
-/// catalog, that its content matches its name). With `insecure`, checks nothing.
-pub fn load_source(
-    data_dir: &Path,
-    source: &Source,
-    cluster: Option<&PublicKey>,
-) -> Result<(Vec<u8>, CatalogHash)> {
-    let (path, expected) = match source {
-        Source::Catalog(hash) => (module_path(data_dir, hash), Some(hash)),
+/// Reads the module a gear source names and verifies its cluster signature with the
+/// node's public cluster key (and, for the catalog, that its content matches its name).
+pub fn load_source(data_dir: &Path, source: &Source, cluster: &PublicKey) -> Result<VerifiedModule<Vec<u8>>> {
+    let (path, expected) = source_path(data_dir, source);
+    let bytes = read_source(data_dir, source, &path)?;
+    verify::verify_cluster(bytes, cluster, expected.as_ref()).map_err(|e| Error::verify(&path, e))
+}
+
+/// Reads the module a gear source names without checking it, for `run --insecure` only.
+pub fn load_source_unverified(data_dir: &Path, source: &Source) -> Result<VerifiedModule<Vec<u8>>> {
+    let (path, _) = source_path(data_dir, source);
+    let bytes = read_source(data_dir, source, &path)?;
+    Ok(verify::dangerous::trust_unverified(bytes))
+}
+
+fn source_path(data_dir: &Path, source: &Source) -> (PathBuf, Option<CatalogHash>) {
+    match source {
+        Source::Catalog(hash) => (module_path(data_dir, hash), Some(*hash)),
         Source::File(path) => (path.clone(), None),
-    };
-    let bytes = read_module(&path).map_err(|e| match source {
-        Source::Catalog(hash) if !path.exists() => Error::new(format!(
+    }
+}
+
+fn read_source(data_dir: &Path, source: &Source, path: &Path) -> Result<Vec<u8>> {
+    read_module(path).map_err(|e| match source {
+        Source::Catalog(hash) if !path.exists() => Error::invalid(format!(
             "module {hash} is not in the catalog {} (import it with 'fluxrig wasm import')",
             data_dir.join("wasm").display()
         )),
         _ => e,
-    })?;
-    let hash = match cluster {
-        Some(key) => verify::verify_cluster(&bytes, key, expected).map_err(|e| trust_error(&path, e))?.hash(),
-        None => verify::dangerous::trust_unverified(&bytes).hash(),
-    };
-    Ok((bytes, hash))
+    })
 }
 
 /// One row of `wasm list`.
@@ -151,24 +152,30 @@ pub struct Listed {
     pub status: Result<()>,
 }
 
-/// Lists and checks every catalog file.
+/// Lists and checks every catalog file with the public cluster key.
 pub fn list(data_dir: &Path) -> Result<Vec<Listed>> {
     let dir = data_dir.join("wasm");
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, "read catalog", &e)),
+        Err(e) => return Err(Error::io(&dir, "read catalog", e)),
     };
-    let cluster = keys::cluster_public_key(data_dir).ok();
+    let mut cluster = None;
     let mut rows = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".wasm") else { continue };
         let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        let status = match (CatalogHash::from_hex(stem), &cluster) {
-            (None, _) => Err(Error::new("name is not <sha256>.wasm")),
-            (_, None) => Err(Error::untrusted("no cluster key to check it with")),
-            (Some(hash), Some(key)) => load_source(data_dir, &Source::Catalog(hash), Some(key)).map(|_| ()),
+        let status = match CatalogHash::from_hex(stem) {
+            None => Err(Error::invalid("name is not <sha256>.wasm")),
+            Some(hash) => {
+                // The key is read once, when the first module needs it.
+                let key = match &cluster {
+                    Some(key) => *key,
+                    None => *cluster.insert(keys::cluster_public_key(data_dir)?),
+                };
+                load_source(data_dir, &Source::Catalog(hash), &key).map(|_| ())
+            }
         };
         rows.push(Listed { name, bytes, status });
     }

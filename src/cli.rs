@@ -5,14 +5,33 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-use crate::rack::Format;
+
+/// Wire format at the rack's edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object (or plain text) per line.
+    Json,
+    /// A CBOR sequence of fluxMsgs.
+    Cbor,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "json" => Ok(Self::Json),
+            "cbor" => Ok(Self::Cbor),
+            _ => Err(format!("unknown format {s:?} (json or cbor)")),
+        }
+    }
+}
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
 
 /// fluxrig-edge: run signed fluxrig Wasm gears on an edge gateway. Exit codes: 0 success,
-/// 1 refused or failed, 2 bad command line, 3 signature or trust failure.
+/// 1 refused or failed, 2 bad command line, 3 trust failure (signature or hash).
 #[derive(FromArgs, Debug)]
 pub struct Top {
     #[argh(subcommand)]

@@ -1,11 +1,11 @@
-//! What each command does, given its parsed arguments. Results go to standard output,
-//! diagnostics to standard error.
+//! What each command does, given its parsed arguments: dispatch and the words a person
+//! reads. Results go to standard output, diagnostics to standard error.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use fluxrig_core::abi::LogLevel;
-use fluxrig_core::gear::{FuelBudget, Gear, GearConfig};
+use fluxrig_core::gear::FuelBudget;
 use fluxrig_core::verify::{self, CatalogHash};
+use fluxrig_core::{Delivery, Entry, GearConfig, MsgBytes, RackSink};
 
 use crate::catalog::{self, VendorStatus};
 use crate::cli::*;
@@ -14,7 +14,8 @@ use crate::files::{read_limited, write_atomic};
 use crate::json;
 use crate::keys;
 use crate::logger;
-use crate::rack::{self, Checks, Rack};
+use crate::plan::{self, Checks};
+use crate::run::{self, Rig};
 use crate::scenario::{self, MAX_SCENARIO_BYTES};
 
 /// Runs one parsed command.
@@ -62,7 +63,8 @@ fn import(c: &Import) -> Result<()> {
     };
     println!("{}", done.hash);
     eprintln!(
-        "{} {} as snake://wasm_catalog/{}.wasm\n  {vendor}\n  countersigned with the node's cluster key\n  stored at {}\n  exports {}/free/process; initial memory {} pages",
+        "{} {} as snake://wasm_catalog/{}.wasm\n  {vendor}\n  countersigned with the node's cluster key\n  \
+         stored at {}\n  exports {}/free/process; initial memory {} pages",
         if done.already_present { "already in the catalog:" } else { "imported" },
         c.file.display(),
         done.hash,
@@ -78,18 +80,20 @@ fn list(c: &List) -> Result<()> {
     if rows.is_empty() {
         eprintln!("the catalog {} is empty", c.data_dir.join("wasm").display());
     }
-    let mut bad = 0;
+    let (mut bad, mut trust) = (0, false);
     for row in &rows {
         match &row.status {
             Ok(()) => println!("{}  {:>8} B  ok", row.name, row.bytes),
             Err(e) => {
                 bad += 1;
+                trust |= e.exit_code() == crate::error::EXIT_UNTRUSTED;
                 println!("{}  {:>8} B  REFUSED: {e}", row.name, row.bytes);
             }
         }
     }
     if bad > 0 {
-        return Err(Error::untrusted(format!("{bad} of {} catalog modules would be refused", rows.len())));
+        let summary = format!("{bad} of {} catalog modules would be refused", rows.len());
+        return Err(Error::Checks { summary, trust });
     }
     Ok(())
 }
@@ -98,24 +102,25 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     let module = catalog::read_module(&c.file)?;
     let trusted = keys::load_trust_store(&c.data_dir)?;
     let mut failures = Vec::new();
+    let mut trust = false;
     match catalog::check_vendor(&module, &trusted, false) {
         Ok(VendorStatus::Trusted(name)) => println!("vendor signature: ok (trusted key '{name}')"),
         Ok(VendorStatus::UnsignedAllowed) => {}
         Err(e) => {
             println!("vendor signature: {e}");
             failures.push("vendor signature");
+            trust |= e.is_trust_failure();
         }
     }
-    let has_cluster = fluxrig_core::section::find_custom(&module, verify::CLUSTER_SECTION)
-        .map_err(|e| Error::new(format!("{}: {e}", c.file.display())))?
-        .is_some();
+    let has_cluster = verify::has_cluster_signature(&module).map_err(|e| Error::verify(&c.file, e))?;
     if has_cluster {
         match keys::cluster_public_key(&c.data_dir) {
-            Ok(key) => match verify::verify_cluster(&module, &key, None) {
+            Ok(key) => match verify::verify_cluster(&module[..], &key, None) {
                 Ok(v) => println!("cluster signature: ok (catalog hash {})", v.hash()),
                 Err(e) => {
                     println!("cluster signature: {e}");
                     failures.push("cluster signature");
+                    trust |= e.is_trust_failure();
                 }
             },
             Err(e) => {
@@ -126,7 +131,7 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     } else {
         println!("cluster signature: none (not imported into a catalog)");
     }
-    match catalog::check_shape(&module, &c.entrypoint) {
+    match catalog::check_shape(&c.file, &module, &c.entrypoint) {
         Ok(shape) => println!(
             "shape: ok ({}, free, {}; env.log {}; initial memory {} pages)",
             shape.alloc_export,
@@ -134,61 +139,85 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
             if shape.imports_log { "imported" } else { "not imported" },
             shape.initial_pages
         ),
-        Err(e) => {
-            println!("shape: {e}");
+        Err(Error::Gear { source, .. }) => {
+            println!("shape: {source}");
             failures.push("shape");
         }
+        Err(e) => return Err(e),
     }
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(Error::untrusted(format!("{}: {} failed", c.file.display(), failures.join(", "))))
+        Err(Error::Checks { summary: format!("{}: {} failed", c.file.display(), failures.join(", ")), trust })
+    }
+}
+
+/// Prints what the one gear of `wasm call` made of the message.
+struct CallOutput {
+    outcome: Option<Result<()>>,
+}
+
+impl RackSink for CallOutput {
+    fn deliver(&mut self, delivery: Delivery) {
+        self.outcome = Some(match delivery {
+            Delivery::Output { msg, .. } => {
+                println!("{}", json::to_json(&msg.to_msg()));
+                Ok(())
+            }
+            Delivery::Dropped { .. } => {
+                eprintln!("the gear dropped the message");
+                Ok(())
+            }
+            Delivery::Failed { error, .. } => Err(Error::Gear { gear: "gear".into(), source: error }),
+            Delivery::HopLimit { .. } | Delivery::QueueFull { .. } => {
+                Err(Error::invalid("the message was refused by the rack's limits"))
+            }
+        });
+    }
+
+    fn log(&mut self, _gear: usize, level: fluxrig_core::abi::LogLevel, line: &str) {
+        logger::guest(level, "gear", line);
     }
 }
 
 fn call(c: &Call) -> Result<()> {
     logger::set_verbose(c.verbose);
-    let (bytes, verified) = match CatalogHash::from_hex(&c.module) {
+    let module = match CatalogHash::from_hex(&c.module) {
         Some(hash) if !Path::new(&c.module).exists() => {
             let key = keys::cluster_public_key(&c.data_dir)?;
-            (catalog::load_source(&c.data_dir, &scenario::Source::Catalog(hash), Some(&key))?.0, true)
+            catalog::load_source(&c.data_dir, &scenario::Source::Catalog(hash), &key)?
         }
-        _ => (catalog::read_module(Path::new(&c.module))?, false),
+        _ => {
+            // An author's own local file: run as they asked, unverified, and say so.
+            let bytes = catalog::read_module(Path::new(&c.module))?;
+            verify::dangerous::trust_unverified(bytes)
+        }
     };
-    if !verified {
-        logger::warn("call", &format!("running {} without checking its signatures", c.module));
-    }
     let config = GearConfig {
         entrypoint: c.entrypoint.clone(),
         memory_limit_pages: c.memory_limit_pages,
         fuel: FuelBudget { per_message: c.fuel, ..FuelBudget::default() },
         ..GearConfig::default()
     };
-    let mut sink = |level: LogLevel, line: &str| logger::log(level, "gear", line);
-    // Verified above for a catalog hash; a file is the author's own, run as the warning says.
-    let module = verify::dangerous::trust_unverified(&bytes);
-    let mut gear = Gear::load(&module, config, &mut sink).map_err(|e| Error::new(e.to_string()))?;
     let msg = json::from_line(&c.message)?;
-    let result = gear.process(&msg, &mut sink);
-    eprintln!("fuel used: {}", gear.last_fuel_used());
-    match result {
-        Ok(Some(out)) => println!("{}", json::to_json(&out)),
-        Ok(None) => eprintln!("the gear dropped the message"),
-        Err(e) => return Err(Error::new(format!("gear: {e}"))),
-    }
-    Ok(())
+    let mut rig = Rig::start(plan::one_gear("gear", &module, config)?)?;
+    let mut output = CallOutput { outcome: None };
+    rig.deliver(Entry::Inputs, MsgBytes::from_msg(&msg), &mut output);
+    let fuel = rig.rack().slots().first().and_then(|s| s.as_gear()).map_or(0, |g| g.last_fuel_used());
+    eprintln!("fuel used: {fuel}");
+    output.outcome.unwrap_or(Ok(()))
 }
 
 fn budget(mib: Option<usize>) -> Result<usize> {
     match mib {
-        None => Ok(rack::default_memory_budget()),
-        Some(0) => Err(Error::new("--memory-budget-mib must be at least 1")),
-        Some(m) => m.checked_mul(1 << 20).ok_or_else(|| Error::new("--memory-budget-mib is too large")),
+        None => Ok(plan::default_memory_budget()),
+        Some(0) => Err(Error::Usage("--memory-budget-mib must be at least 1".into())),
+        Some(m) => m.checked_mul(1 << 20).ok_or_else(|| Error::Usage("--memory-budget-mib is too large".into())),
     }
 }
 
 /// The active scenario's path.
-fn active_path(data_dir: &Path) -> std::path::PathBuf {
+fn active_path(data_dir: &Path) -> PathBuf {
     data_dir.join("scenarios").join("active.yaml")
 }
 
@@ -205,28 +234,26 @@ fn slug(name: &str) -> String {
 
 fn read_scenario(path: &Path) -> Result<(Vec<u8>, scenario::Scenario)> {
     let bytes = read_limited(path, MAX_SCENARIO_BYTES, "scenario")?;
-    let text =
-        std::str::from_utf8(&bytes).map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::invalid(format!("{}: not UTF-8 text", path.display())))?;
     let parsed = scenario::parse(text).map_err(|e| e.context(path.display()))?;
     Ok((bytes, parsed))
 }
 
 fn scenario_import(c: &ScenarioImport) -> Result<()> {
     let (bytes, parsed) = read_scenario(&c.file)?;
-    let plan = rack::plan(parsed, &c.data_dir, Checks::Verified, budget(c.memory_budget_mib)?)
+    let (gears, wires) = (parsed.gears.len(), parsed.wires.len());
+    let plan = plan::plan(parsed, &c.data_dir, Checks::Verified, budget(c.memory_budget_mib)?)
         .map_err(|e| e.context(c.file.display()))?;
-    let s = &plan.scenario;
-    let stored = c.data_dir.join("scenarios").join(format!("{}.yaml", slug(&s.name)));
+    let stored = c.data_dir.join("scenarios").join(format!("{}.yaml", slug(&plan.name)));
     write_atomic(&stored, &bytes, 0o644)?;
     if c.activate {
         write_atomic(&active_path(&c.data_dir), &bytes, 0o644)?;
     }
     println!(
-        "imported scenario '{}' {} ({} gear(s), {} wire(s), worst-case memory {} KiB) to {}{}",
-        s.name,
-        s.version,
-        s.gears.len(),
-        s.wires.len(),
+        "imported scenario '{}' {} ({gears} gear(s), {wires} wire(s), worst-case memory {} KiB) to {}{}",
+        plan.name,
+        plan.version,
         plan.worst_case_bytes.div_ceil(1024),
         stored.display(),
         if c.activate { "; active" } else { "" }
@@ -238,7 +265,7 @@ fn run_rack(c: &Run) -> Result<()> {
     logger::set_verbose(c.verbose);
     let path = c.scenario.clone().unwrap_or_else(|| active_path(&c.data_dir));
     if c.scenario.is_none() && !path.exists() {
-        return Err(Error::new(format!(
+        return Err(Error::invalid(format!(
             "no active scenario in {}: run 'fluxrig scenario import FILE --activate' or pass --scenario FILE",
             c.data_dir.display()
         )));
@@ -250,18 +277,16 @@ fn run_rack(c: &Run) -> Result<()> {
     } else {
         Checks::Verified
     };
-    let plan = rack::plan(parsed, &c.data_dir, checks, budget(c.memory_budget_mib)?)
+    let plan = plan::plan(parsed, &c.data_dir, checks, budget(c.memory_budget_mib)?)
         .map_err(|e| e.context(path.display()))?;
-    let name = plan.scenario.name.clone();
-    let rack = Rack::build(plan, c.output_format)?;
-    logger::info("rack", &format!("running scenario '{name}'"));
-    let stats = rack.run(c.input_format, Box::new(std::io::stdin()));
-    logger::info(
-        "rack",
-        &format!(
-            "stopped: {} in, {} out, {} dropped by gears, {} errors",
-            stats.entered, stats.written, stats.dropped, stats.errors
-        ),
-    );
+    logger::info("rack", &format!("running scenario '{}'", plan.name));
+    let stats = run::run(
+        plan,
+        c.input_format,
+        c.output_format,
+        Box::new(std::io::stdin()),
+        Box::new(std::io::stdout()),
+    )?;
+    logger::info("rack", &stats.summary());
     Ok(())
 }

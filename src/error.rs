@@ -1,61 +1,215 @@
-//! The binary's one error type: a message with its context, printed once by `main`, and
-//! the exit code it maps to (documented in the README).
+//! The binary's one error type: what went wrong, with the context a user needs (path,
+//! gear, line), the core error kept as its source, printed once by `main`, and one
+//! [`Error::exit_code`] match (the table is in the README).
 
 use std::fmt;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use fluxrig_core::budget::BudgetError;
+use fluxrig_core::rack::RackError;
+use fluxrig_core::verify::KeyError;
+use fluxrig_core::{Blame, GearError, VerifyError};
 
 /// Exit code for a refused or failed operation: bad input, I/O failure, gear error.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit code for a command line that does not parse.
+/// Exit code for a command line that does not parse or asks for something impossible.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a trust failure: missing, untrusted or wrong signature, hash mismatch.
 pub const EXIT_UNTRUSTED: u8 = 3;
 
-/// An error with the context a user needs to fix it.
+/// Everything that can stop a command.
 #[derive(Debug)]
-pub struct Error {
-    message: String,
-    code: u8,
+pub enum Error {
+    /// The command line asks for something impossible (`--memory-budget-mib 0`).
+    Usage(String),
+    /// A file or folder could not be read or written.
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What was being done (`read module`, `create folder`).
+        action: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A module failed its signature or hash check, or its sections cannot be read.
+    Verify {
+        /// The module file.
+        path: PathBuf,
+        /// What the core found.
+        source: VerifyError,
+    },
+    /// A key file is not a key.
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What the core found.
+        source: KeyError,
+    },
+    /// A module is not a gear, or a gear could not be set up or run.
+    Gear {
+        /// The gear's name (or the module's path).
+        gear: String,
+        /// What the core found.
+        source: GearError,
+    },
+    /// The gears of a scenario do not fit the memory budget.
+    Budget {
+        /// The gear that did not fit.
+        gear: String,
+        /// What the core found.
+        source: BudgetError,
+        /// The budget, in MiB.
+        budget_mib: usize,
+    },
+    /// The wiring of a scenario cannot be built.
+    Rack(RackError),
+    /// Input that is refused: a scenario, a message, a file that exists already.
+    Invalid(String),
+    /// A check over several items failed (`wasm list`, `wasm verify`); the details were
+    /// printed already.
+    Checks {
+        /// One line saying what failed.
+        summary: String,
+        /// Whether a signature or hash check was among the failures.
+        trust: bool,
+    },
+    /// Another error, with advice on how to fix it.
+    Hint {
+        /// The error.
+        source: Box<Error>,
+        /// The advice, shown in parentheses after the error.
+        hint: String,
+    },
+    /// Another error, with what was being done when it happened.
+    Context {
+        /// The file, gear or step.
+        context: String,
+        /// The error.
+        source: Box<Error>,
+    },
 }
 
 impl Error {
-    /// A failed operation or bad input.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: EXIT_FAILURE }
+    /// Refused input, with a message naming what is wrong.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
     }
 
-    /// A trust failure (exit code 3).
-    pub fn untrusted(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: EXIT_UNTRUSTED }
+    /// An I/O error on `path` while doing `action`.
+    pub fn io(path: &Path, action: impl Into<String>, source: io::Error) -> Self {
+        Self::Io { path: path.to_path_buf(), action: action.into(), source }
     }
 
-    /// An I/O error on `path`.
-    pub fn io(path: &Path, action: &str, e: &std::io::Error) -> Self {
-        let reason = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ => e.to_string(),
-        };
-        Self::new(format!("cannot {action} {}: {reason}", path.display()))
+    /// A verification failure of the module at `path`.
+    pub fn verify(path: &Path, source: VerifyError) -> Self {
+        Self::Verify { path: path.to_path_buf(), source }
     }
 
-    /// Prefixes the message with `context: `.
-    pub fn context(mut self, context: impl fmt::Display) -> Self {
-        self.message = format!("{context}: {}", self.message);
-        self
+    /// Puts `context` (a file, a gear) in front of this error.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Self::Context { context: context.to_string(), source: Box::new(self) }
     }
 
-    /// The process exit code for this error.
+    /// Adds advice after this error's message.
+    pub fn hint(self, hint: impl Into<String>) -> Self {
+        Self::Hint { source: Box::new(self), hint: hint.into() }
+    }
+
+    /// Returns the process exit code: 3 for a trust failure only, 2 for a usage error,
+    /// 1 for everything else.
     pub fn exit_code(&self) -> u8 {
-        self.code
+        match self {
+            Self::Usage(_) => EXIT_USAGE,
+            Self::Verify { source, .. } if source.is_trust_failure() => EXIT_UNTRUSTED,
+            Self::Checks { trust: true, .. } => EXIT_UNTRUSTED,
+            Self::Context { source, .. } | Self::Hint { source, .. } => source.exit_code(),
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// Returns whose fault the error is, where the core said so.
+    pub fn blame(&self) -> Option<Blame> {
+        match self {
+            Self::Verify { source, .. } => Some(source.blame()),
+            Self::Key { source, .. } => Some(source.blame()),
+            Self::Gear { source, .. } => Some(source.blame()),
+            Self::Budget { source, .. } => Some(source.blame()),
+            Self::Context { source, .. } | Self::Hint { source, .. } => source.blame(),
+            _ => None,
+        }
+    }
+}
+
+/// The operating system's words for common errors, shorter than `io::Error`'s Display.
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            Self::Usage(message) | Self::Invalid(message) => f.write_str(message),
+            Self::Io { path, action, source } => {
+                write!(f, "cannot {action} {}: {}", path.display(), io_reason(source))
+            }
+            Self::Verify { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::Key { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::Gear { gear, source } => write!(f, "gear '{gear}': {source}"),
+            Self::Budget { gear, source, budget_mib } => {
+                write!(f, "gear '{gear}': {source} (budget {budget_mib} MiB, set with --memory-budget-mib)")
+            }
+            Self::Rack(source) => write!(f, "wiring: {source}"),
+            Self::Checks { summary, .. } => f.write_str(summary),
+            Self::Context { context, source } => write!(f, "{context}: {source}"),
+            Self::Hint { source, hint } => write!(f, "{source} ({hint})"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Verify { source, .. } => Some(source),
+            Self::Key { source, .. } => Some(source),
+            Self::Gear { source, .. } => Some(source),
+            Self::Budget { source, .. } => Some(source),
+            Self::Rack(source) => Some(source),
+            Self::Context { source, .. } | Self::Hint { source, .. } => Some(source.as_ref()),
+            Self::Usage(_) | Self::Invalid(_) | Self::Checks { .. } => None,
+        }
     }
 }
 
 /// The binary's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_trust_failures_exit_3() {
+        let trust = Error::verify(Path::new("m.wasm"), VerifyError::BadClusterSignature);
+        assert_eq!(trust.exit_code(), EXIT_UNTRUSTED);
+        assert_eq!(trust.context("gear 'a'").exit_code(), EXIT_UNTRUSTED);
+        let malformed = Error::verify(
+            Path::new("m.wasm"),
+            VerifyError::Section(fluxrig_core::section::SectionError::BadHeader),
+        );
+        assert_eq!(malformed.exit_code(), EXIT_FAILURE);
+        let key = Error::Key { path: "k".into(), source: KeyError::BadLength { got: 3 } };
+        assert_eq!(key.exit_code(), EXIT_FAILURE);
+        let shape = Error::Gear { gear: "a".into(), source: GearError::NoMemoryExport };
+        assert_eq!(shape.exit_code(), EXIT_FAILURE);
+        assert_eq!(shape.blame(), Some(Blame::Module));
+        assert_eq!(Error::Usage("x".into()).exit_code(), EXIT_USAGE);
+        assert_eq!(Error::Checks { summary: "x".into(), trust: true }.exit_code(), EXIT_UNTRUSTED);
+        assert_eq!(Error::Checks { summary: "x".into(), trust: false }.exit_code(), EXIT_FAILURE);
+    }
+}

@@ -18,7 +18,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create folder", &e))?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create folder", e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
@@ -27,10 +27,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             .create_new(true)
             .mode(mode)
             .open(&tmp)
-            .map_err(|e| Error::io(&tmp, "create", &e))?;
-        file.write_all(bytes).map_err(|e| Error::io(&tmp, "write", &e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, "sync", &e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace", &e))?;
+            .map_err(|e| Error::io(&tmp, "create", e))?;
+        file.write_all(bytes).map_err(|e| Error::io(&tmp, "write", e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace", e))?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all(); // directory sync is best effort (not all filesystems allow it)
         }
@@ -44,13 +44,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// Reads `path` whole, refusing a file larger than `limit` bytes before reading it.
 pub fn read_limited(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(|e| Error::io(path, &format!("read {what}"), &e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, "stat", &e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, format!("read {what}"), e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
     if meta.is_dir() {
-        return Err(Error::new(format!("{} is a folder, not a {what}", path.display())));
+        return Err(Error::invalid(format!("{} is a folder, not a {what}", path.display())));
     }
     if meta.len() > limit as u64 {
-        return Err(Error::new(format!(
+        return Err(Error::invalid(format!(
             "{} is {} bytes, a {what} may be at most {limit} bytes",
             path.display(),
             meta.len()
@@ -58,9 +58,9 @@ pub fn read_limited(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>> {
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // `take` guards against a file that grows while it is read.
-    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, "read", &e))?;
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, "read", e))?;
     if bytes.len() > limit {
-        return Err(Error::new(format!("{} grew past {limit} bytes while being read", path.display())));
+        return Err(Error::invalid(format!("{} grew past {limit} bytes while being read", path.display())));
     }
     Ok(bytes)
 }

@@ -14,7 +14,7 @@ use fluxrig_core::message::{FluxMsg, Hop, Uuid, Value};
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::logger::unix_nanos;
+use crate::clock::{new_uuid_v7, unix_nanos};
 
 const KEYS: [&str; 11] =
     ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "raw_text", "path", "ts"];
@@ -39,19 +39,7 @@ fn parse_uuid(s: &str, field: &str) -> Result<Uuid> {
             .iter_mut()
             .enumerate()
             .all(|(i, b)| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map(|v| *b = v).is_ok());
-    ok.then_some(out).ok_or_else(|| Error::new(format!("'{field}' is not a UUID: {s:?}")))
-}
-
-/// Makes a UUID v7: 48-bit Unix milliseconds, version 7, variant 10, random rest.
-pub fn new_uuid_v7() -> Uuid {
-    let mut u = [0u8; 16];
-    // Randomness failing leaves zeros: ids stay unique by time, and no message is lost.
-    let _ = getrandom::fill(&mut u[6..]);
-    let millis = (unix_nanos() / 1_000_000) as u64;
-    u[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    u[6] = 0x70 | (u[6] & 0x0f);
-    u[8] = 0x80 | (u[8] & 0x3f);
-    u
+    ok.then_some(out).ok_or_else(|| Error::invalid(format!("'{field}' is not a UUID: {s:?}")))
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -173,22 +161,11 @@ pub fn to_json(msg: &FluxMsg) -> String {
     Json::Object(o).to_string()
 }
 
-/// Makes a new message carrying `raw` (fresh id, `ts` now, empty path).
-pub fn raw_message(raw: Vec<u8>) -> FluxMsg {
-    FluxMsg {
-        id: new_uuid_v7(),
-        raw: Some(raw),
-        path: Some(Vec::new()),
-        ts: unix_nanos(),
-        ..FluxMsg::default()
-    }
-}
-
 /// Reads one input line: a fluxMsg as JSON, or any other line as its `raw` payload.
 pub fn from_line(line: &str) -> Result<FluxMsg> {
     let object = match serde_json::from_str::<Json>(line) {
         Ok(Json::Object(o)) if o.keys().any(|k| KEYS.contains(&k.as_str())) => o,
-        _ => return Ok(raw_message(line.as_bytes().to_vec())),
+        _ => return Ok(FluxMsg::with_raw(new_uuid_v7(), unix_nanos(), line.as_bytes().to_vec())),
     };
     from_object(&object)
 }
@@ -198,13 +175,13 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
         match o.get(field) {
             None | Some(Json::Null) => Ok(None),
             Some(Json::String(s)) => Ok(Some(s)),
-            Some(_) => Err(Error::new(format!("'{field}' must be a string"))),
+            Some(_) => Err(Error::invalid(format!("'{field}' must be a string"))),
         }
     };
     let uuid =
         |field: &str| -> Result<Option<Uuid>> { text(field)?.map(|s| parse_uuid(s, field)).transpose() };
     let int = |field: &str, j: &Json| -> Result<i64> {
-        j.as_i64().ok_or_else(|| Error::new(format!("'{field}' must be an integer")))
+        j.as_i64().ok_or_else(|| Error::invalid(format!("'{field}' must be an integer")))
     };
     let mut msg = FluxMsg {
         id: uuid("id")?.unwrap_or_else(new_uuid_v7),
@@ -217,34 +194,34 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
     };
     if let Some(flags) = o.get("flags") {
         msg.flags =
-            u32::try_from(int("flags", flags)?).map_err(|_| Error::new("'flags' must fit in 32 bits"))?;
+            u32::try_from(int("flags", flags)?).map_err(|_| Error::invalid("'flags' must fit in 32 bits"))?;
     }
     match o.get("meta") {
         None | Some(Json::Null) => {}
         Some(Json::Object(m)) => {
             let mut meta = Vec::new();
             for (k, v) in m {
-                let v = v.as_str().ok_or_else(|| Error::new(format!("meta '{k}' must be a string")))?;
+                let v = v.as_str().ok_or_else(|| Error::invalid(format!("meta '{k}' must be a string")))?;
                 meta.push((k.clone(), v.to_string()));
             }
             msg.meta = Some(meta);
         }
-        Some(_) => return Err(Error::new("'meta' must be an object of strings")),
+        Some(_) => return Err(Error::invalid("'meta' must be an object of strings")),
     }
     match o.get("data") {
         None | Some(Json::Null) => {}
         Some(Json::Object(d)) => {
             msg.data = Some(d.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect())
         }
-        Some(_) => return Err(Error::new("'data' must be an object")),
+        Some(_) => return Err(Error::invalid("'data' must be an object")),
     }
     let raw = text("raw")?
-        .map(|b64| unbase64(b64).ok_or_else(|| Error::new("'raw' is not base64 (use 'raw_text' for text)")))
+        .map(|b64| unbase64(b64).ok_or_else(|| Error::invalid("'raw' is not base64 (use 'raw_text' for text)")))
         .transpose()?;
     msg.raw = match (raw, text("raw_text")?) {
         // Both, as this module writes them: they must say the same.
         (Some(raw), Some(t)) if raw != t.as_bytes() => {
-            return Err(Error::new("'raw' and 'raw_text' disagree; give one of them"))
+            return Err(Error::invalid("'raw' and 'raw_text' disagree; give one of them"))
         }
         (Some(raw), _) => Some(raw),
         (None, Some(t)) => Some(t.as_bytes().to_vec()),
@@ -265,7 +242,7 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
             }
             msg.path = Some(path);
         }
-        Some(_) => return Err(Error::new("'path' must be an array of hops")),
+        Some(_) => return Err(Error::invalid("'path' must be an array of hops")),
     }
     Ok(msg)
 }

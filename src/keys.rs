@@ -4,6 +4,12 @@
 //!   public key; both mode 0600. Loading also accepts a 32-byte seed or 128 hex digits.
 //! - the trust store `DATA/wasm/keys` holds vendor public keys, one `NAME.pub` per vendor.
 //! - the node's cluster key `DATA/cluster.key` countersigns imports; created on first use.
+//!   Checking a module needs only its public half, `DATA/cluster.key.pub`: `run`,
+//!   `wasm list` and `wasm call` never open the private key (least privilege; an
+//!   operator may keep `cluster.key` on the machine that imports only).
+//!
+//! Every key file is read with a bound ([`MAX_KEY_FILE_BYTES`]), so a wrong or hostile
+//! file in the trust store costs at most that.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,8 +20,8 @@ use crate::error::{Error, Result};
 use crate::files::{read_limited, write_atomic};
 use crate::logger;
 
-/// Largest key file read: hex text with some white space.
-const MAX_KEY_FILE_BYTES: usize = 4096;
+/// Largest key file read, private or public: hex text with some white space.
+pub const MAX_KEY_FILE_BYTES: usize = 4096;
 
 /// Most keys in the trust store (a guard against a wrong folder, not a real limit).
 const MAX_TRUSTED_KEYS: usize = 1024;
@@ -30,8 +36,8 @@ pub fn pub_path(path: &Path) -> PathBuf {
 /// Makes a fresh random seed.
 fn fresh_key() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::new(format!("cannot get randomness for a key: {e}")))?;
-    SigningKey::from_seed(seed).map_err(|e| Error::new(e.to_string()))
+    getrandom::fill(&mut seed).map_err(|e| Error::invalid(format!("cannot get randomness for a key: {e}")))?;
+    SigningKey::from_seed(seed).map_err(|source| Error::Key { path: "(fresh key)".into(), source })
 }
 
 /// Generates a key pair at `path` and `path.pub`; refuses to overwrite either unless
@@ -40,7 +46,7 @@ pub fn generate(path: &Path, force: bool) -> Result<SigningKey> {
     let public = pub_path(path);
     for p in [path, public.as_path()] {
         if !force && p.exists() {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "{} already exists; keeping it (pass --force to replace it)",
                 p.display()
             )));
@@ -54,8 +60,20 @@ pub fn generate(path: &Path, force: bool) -> Result<SigningKey> {
 
 /// Loads a private key file.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    if path.extension().is_some_and(|e| e == "pub") {
+        return Err(Error::invalid(format!(
+            "{} is a public key; sign with the private key file beside it (without .pub)",
+            path.display()
+        )));
+    }
     let bytes = read_limited(path, MAX_KEY_FILE_BYTES, "key file")?;
-    SigningKey::from_key_file(&bytes).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+    SigningKey::from_key_file(&bytes).map_err(|source| Error::Key { path: path.to_path_buf(), source })
+}
+
+/// Loads a 32-byte public key file.
+fn load_public_key(path: &Path) -> Result<PublicKey> {
+    let bytes = read_limited(path, MAX_KEY_FILE_BYTES, "public key file")?;
+    PublicKey::from_bytes(&bytes).map_err(|source| Error::Key { path: path.to_path_buf(), source })
 }
 
 /// Path of the node's cluster key.
@@ -74,16 +92,25 @@ pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
     Ok(key)
 }
 
-/// Loads the public half of the node's cluster key; it must exist.
+/// Loads the public half of the node's cluster key from `cluster.key.pub`; where only the
+/// private file exists (a node set up by hand), takes it from there with a warning.
 pub fn cluster_public_key(data_dir: &Path) -> Result<PublicKey> {
     let path = cluster_key_path(data_dir);
-    if !path.exists() {
-        return Err(Error::untrusted(format!(
-            "no cluster key at {}: import a module with 'fluxrig wasm import' first",
-            path.display()
-        )));
+    let public = pub_path(&path);
+    if public.exists() {
+        return load_public_key(&public);
     }
-    Ok(load_signing_key(&path)?.public_key())
+    if path.exists() {
+        logger::warn(
+            "keys",
+            &format!("{} is missing; reading the public key from the private key file", public.display()),
+        );
+        return Ok(load_signing_key(&path)?.public_key());
+    }
+    Err(Error::invalid(format!(
+        "no cluster key at {}: import a module with 'fluxrig wasm import' first (or check --data-dir)",
+        public.display()
+    )))
 }
 
 /// One vendor key of the trust store.
@@ -107,11 +134,11 @@ pub fn load_trust_store(data_dir: &Path) -> Result<Vec<TrustedKey>> {
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, "read trust store", &e)),
+        Err(e) => return Err(Error::io(&dir, "read trust store", e)),
     };
     let mut keys = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&dir, "read trust store", &e))?;
+        let entry = entry.map_err(|e| Error::io(&dir, "read trust store", e))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(vendor) = name.strip_suffix(".pub") else {
@@ -119,14 +146,16 @@ pub fn load_trust_store(data_dir: &Path) -> Result<Vec<TrustedKey>> {
             continue;
         };
         let is_file = fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false);
-        let bytes = if is_file { fs::read(&path).ok() } else { None };
-        match bytes.as_deref().map(PublicKey::from_bytes) {
-            Some(Ok(key)) => keys.push(TrustedKey { vendor: vendor.to_string(), key }),
-            Some(Err(e)) => logger::warn("keys", &format!("skipping {}: {e}", path.display())),
-            None => logger::warn("keys", &format!("skipping {}: not a readable file", path.display())),
+        if !is_file {
+            logger::warn("keys", &format!("skipping {}: not a regular file", path.display()));
+            continue;
+        }
+        match load_public_key(&path) {
+            Ok(key) => keys.push(TrustedKey { vendor: vendor.to_string(), key }),
+            Err(e) => logger::warn("keys", &format!("skipping {e}")),
         }
         if keys.len() > MAX_TRUSTED_KEYS {
-            return Err(Error::new(format!("{} holds more than {MAX_TRUSTED_KEYS} keys", dir.display())));
+            return Err(Error::invalid(format!("{} holds more than {MAX_TRUSTED_KEYS} keys", dir.display())));
         }
     }
     keys.sort_by(|a, b| a.vendor.cmp(&b.vendor));

@@ -5,9 +5,10 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fluxrig_core::abi::LogLevel;
+
+use crate::clock::unix_nanos;
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
@@ -25,6 +26,15 @@ pub fn log(level: LogLevel, source: &str, text: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Writes one line a gear's guest logged through `env.log`, under the gear's name, with
+/// control characters escaped (`\n`, `\u{1b}`): a guest can neither start a line of its
+/// own nor send escape sequences to a terminal.
+pub fn guest(level: LogLevel, gear: &str, text: &str) {
+    let escaped: String =
+        text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect();
+    log(level, gear, &escaped);
+}
+
 /// Logs at info level.
 pub fn info(source: &str, text: &str) {
     log(LogLevel::Info, source, text);
@@ -38,11 +48,6 @@ pub fn warn(source: &str, text: &str) {
 /// Logs at error level.
 pub fn error(source: &str, text: &str) {
     log(LogLevel::Error, source, text);
-}
-
-/// Returns Unix nanoseconds now (0 if the clock is before 1970).
-pub fn unix_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Formats now as RFC 3339 UTC with milliseconds.

@@ -1,19 +1,11 @@
 //! `fluxrig`: the fluxrig-edge command line. Parse, run, print an error once, exit.
 
-mod catalog;
-mod cli;
-mod commands;
-mod error;
-mod files;
-mod json;
-mod keys;
-mod logger;
-mod rack;
-mod scenario;
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use argh::FromArgs;
+use fluxrig::{cli, commands, error};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();

@@ -16,9 +16,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use fluxrig_core::limits::{
-    DEFAULT_FUEL_PER_MESSAGE, DEFAULT_MEMORY_LIMIT_PAGES, MAX_FUEL_PER_CALL, MAX_MEMORY_LIMIT_PAGES,
-};
+use fluxrig_core::gear::{FuelBudget, GearConfig};
 use fluxrig_core::verify::CatalogHash;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -56,12 +54,8 @@ pub enum GearKind {
     Wasm {
         /// Its module.
         source: Source,
-        /// Entrypoint export.
-        entrypoint: String,
-        /// Linear-memory limit in pages.
-        memory_limit_pages: u32,
-        /// Fuel for each message.
-        fuel_per_message: u64,
+        /// How it runs: entrypoint, memory limit, fuel (checked by [`GearConfig::check`]).
+        config: GearConfig,
     },
     /// A source of `count` messages, `interval_ms` apart.
     Generate {
@@ -121,22 +115,30 @@ pub struct Scenario {
 }
 
 fn str_of<'a>(y: &'a Yaml, what: &str) -> Result<&'a str> {
-    y.as_str().ok_or_else(|| Error::new(format!("{what} must be a string")))
+    y.as_str().ok_or_else(|| Error::invalid(format!("{what} must be a string")))
 }
 
 fn scalar_string(y: &Yaml, what: &str) -> Result<String> {
     match y {
         Yaml::String(s) | Yaml::Real(s) => Ok(s.clone()),
         Yaml::Integer(i) => Ok(i.to_string()),
-        _ => Err(Error::new(format!("{what} must be a string"))),
+        _ => Err(Error::invalid(format!("{what} must be a string"))),
+    }
+}
+
+/// Reads a whole number that fits `T`; the range a setting may take is checked by its owner.
+fn uint<T: TryFrom<i64>>(y: &Yaml, what: &str) -> Result<T> {
+    match y.as_i64() {
+        Some(v) => T::try_from(v).map_err(|_| Error::invalid(format!("{what} is {v}, out of range"))),
+        None => Err(Error::invalid(format!("{what} must be a whole number"))),
     }
 }
 
 fn uint_in(y: &Yaml, what: &str, min: u64, max: u64) -> Result<u64> {
     match y.as_i64() {
         Some(v) if v >= 0 && (min..=max).contains(&(v as u64)) => Ok(v as u64),
-        Some(v) => Err(Error::new(format!("{what} is {v}, it must be between {min} and {max}"))),
-        None => Err(Error::new(format!("{what} must be a whole number"))),
+        Some(v) => Err(Error::invalid(format!("{what} is {v}, it must be between {min} and {max}"))),
+        None => Err(Error::invalid(format!("{what} must be a whole number"))),
     }
 }
 
@@ -150,28 +152,28 @@ pub fn parse_source(text: &str) -> Result<Source> {
     if let Some(rest) = text.strip_prefix("snake://wasm_catalog/") {
         let hash = rest.strip_suffix(".wasm").and_then(CatalogHash::from_hex);
         return hash.map(Source::Catalog).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid(format!(
                 "source {text:?}: expected snake://wasm_catalog/<64 lowercase hex digits>.wasm"
             ))
         });
     }
     if let Some(path) = text.strip_prefix("file://") {
         if path.is_empty() {
-            return Err(Error::new("source \"file://\" names no file"));
+            return Err(Error::invalid("source \"file://\" names no file"));
         }
         return Ok(Source::File(PathBuf::from(path)));
     }
-    Err(Error::new(format!("source {text:?}: use snake://wasm_catalog/<hash>.wasm or file://PATH")))
+    Err(Error::invalid(format!("source {text:?}: use snake://wasm_catalog/<hash>.wasm or file://PATH")))
 }
 
 fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
     let at = format!("gears[{index}]");
     if y.as_hash().is_none() {
-        return Err(Error::new(format!("{at} must be a mapping with name, type and config")));
+        return Err(Error::invalid(format!("{at} must be a mapping with name, type and config")));
     }
     let name = str_of(&y["name"], &format!("{at}.name"))?.to_string();
     if !valid_name(&name) {
-        return Err(Error::new(format!(
+        return Err(Error::invalid(format!(
             "gear name {name:?} must match ^[a-z0-9_-]+$ (lowercase letters, digits, '_', '-')"
         )));
     }
@@ -182,7 +184,7 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
         "wasm" => &["source", "entrypoint", "memory_limit_pages", "fuel_per_message"],
         "generate" => &["count", "interval_ms", "payload"],
         other => {
-            return Err(Error::new(format!("{at}: unknown gear type {other:?} (known: wasm, generate)")))
+            return Err(Error::invalid(format!("{at}: unknown gear type {other:?} (known: wasm, generate)")))
         }
     };
     if let Some(map) = config.as_hash() {
@@ -193,33 +195,31 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
             }
         }
     } else if !config.is_badvalue() && !config.is_null() {
-        return Err(Error::new(format!("{at}: config must be a mapping")));
+        return Err(Error::invalid(format!("{at}: config must be a mapping")));
     }
     let get = |key: &str| Some(&config[key]).filter(|v| !v.is_badvalue() && !v.is_null());
     let kind = match kind {
         "wasm" => {
             let source =
-                get("source").ok_or_else(|| Error::new(format!("{at}: config.source is required")))?;
+                get("source").ok_or_else(|| Error::invalid(format!("{at}: config.source is required")))?;
             let source =
                 parse_source(str_of(source, &format!("{at}: source"))?).map_err(|e| e.context(&at))?;
-            let entrypoint = match get("entrypoint") {
-                Some(e) => str_of(e, &format!("{at}: entrypoint"))?.to_string(),
-                None => "process".to_string(),
-            };
-            if entrypoint.is_empty() {
-                return Err(Error::new(format!("{at}: entrypoint is empty")));
+            let mut config = GearConfig::default();
+            if let Some(e) = get("entrypoint") {
+                config.entrypoint = str_of(e, &format!("{at}: entrypoint"))?.to_string();
             }
-            let pages = match get("memory_limit_pages") {
-                Some(p) => {
-                    uint_in(p, &format!("{at}: memory_limit_pages"), 1, MAX_MEMORY_LIMIT_PAGES.into())? as u32
-                }
-                None => DEFAULT_MEMORY_LIMIT_PAGES,
-            };
-            let fuel = match get("fuel_per_message") {
-                Some(f) => uint_in(f, &format!("{at}: fuel_per_message"), 1, MAX_FUEL_PER_CALL)?,
-                None => DEFAULT_FUEL_PER_MESSAGE,
-            };
-            GearKind::Wasm { source, entrypoint, memory_limit_pages: pages, fuel_per_message: fuel }
+            if config.entrypoint.is_empty() {
+                return Err(Error::invalid(format!("{at}: entrypoint is empty")));
+            }
+            if let Some(p) = get("memory_limit_pages") {
+                config.memory_limit_pages = uint(p, &format!("{at}: memory_limit_pages"))?;
+            }
+            if let Some(f) = get("fuel_per_message") {
+                let per_message = uint(f, &format!("{at}: fuel_per_message"))?;
+                config.fuel = FuelBudget { per_message, ..FuelBudget::default() };
+            }
+            config.check().map_err(|source| Error::Gear { gear: name.clone(), source })?;
+            GearKind::Wasm { source, config }
         }
         _ => GearKind::Generate {
             count: match get("count") {
@@ -242,20 +242,20 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
 fn parse_endpoint<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
     text.rsplit_once('.')
         .filter(|(g, p)| !g.is_empty() && !p.is_empty())
-        .ok_or_else(|| Error::new(format!("wire {what} {text:?} must be \"gear.port\"")))
+        .ok_or_else(|| Error::invalid(format!("wire {what} {text:?} must be \"gear.port\"")))
 }
 
 /// Parses and checks a scenario: schema, gear names, wires.
 pub fn parse(text: &str) -> Result<Scenario> {
     if text.len() > MAX_SCENARIO_BYTES {
-        return Err(Error::new(format!("scenario is {} bytes, limit is {MAX_SCENARIO_BYTES}", text.len())));
+        return Err(Error::invalid(format!("scenario is {} bytes, limit is {MAX_SCENARIO_BYTES}", text.len())));
     }
-    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::new(format!("not valid YAML: {e}")))?;
+    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::invalid(format!("not valid YAML: {e}")))?;
     let doc = match docs.as_slice() {
         [doc] if doc.as_hash().is_some() => doc,
-        [] => return Err(Error::new("scenario is empty")),
-        [_] => return Err(Error::new("scenario must be a mapping with meta (or name, version) and gears")),
-        _ => return Err(Error::new("scenario holds more than one YAML document")),
+        [] => return Err(Error::invalid("scenario is empty")),
+        [_] => return Err(Error::invalid("scenario must be a mapping with meta (or name, version) and gears")),
+        _ => return Err(Error::invalid("scenario holds more than one YAML document")),
     };
     let meta = &doc["meta"];
     let field = |key: &str| -> Result<Option<String>> {
@@ -267,42 +267,42 @@ pub fn parse(text: &str) -> Result<Scenario> {
     };
     let name = field("name")?
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| Error::new("scenario has no name (meta.name or name)"))?;
+        .ok_or_else(|| Error::invalid("scenario has no name (meta.name or name)"))?;
     let version = field("version")?.filter(|v| !v.is_empty()).ok_or_else(|| {
-        Error::new("scenario has no version (meta.version or version); fluxrig requires one")
+        Error::invalid("scenario has no version (meta.version or version); fluxrig requires one")
     })?;
     let gears_yaml = match &doc["gears"] {
         Yaml::Array(g) if !g.is_empty() => g,
-        Yaml::Array(_) | Yaml::BadValue | Yaml::Null => return Err(Error::new("scenario has no gears")),
-        _ => return Err(Error::new("gears must be a list")),
+        Yaml::Array(_) | Yaml::BadValue | Yaml::Null => return Err(Error::invalid("scenario has no gears")),
+        _ => return Err(Error::invalid("gears must be a list")),
     };
     if gears_yaml.len() > MAX_GEARS {
-        return Err(Error::new(format!("scenario has {} gears, limit is {MAX_GEARS}", gears_yaml.len())));
+        return Err(Error::invalid(format!("scenario has {} gears, limit is {MAX_GEARS}", gears_yaml.len())));
     }
     let gears = gears_yaml.iter().enumerate().map(|(i, g)| parse_gear(g, i)).collect::<Result<Vec<_>>>()?;
     let mut seen = HashSet::new();
     for g in &gears {
         if !seen.insert(g.name.as_str()) {
-            return Err(Error::new(format!("gear name '{}' is used twice", g.name)));
+            return Err(Error::invalid(format!("gear name '{}' is used twice", g.name)));
         }
     }
     let wires_yaml = match &doc["wires"] {
         Yaml::Array(w) => w.as_slice(),
         Yaml::BadValue | Yaml::Null => &[],
-        _ => return Err(Error::new("wires must be a list")),
+        _ => return Err(Error::invalid("wires must be a list")),
     };
     if wires_yaml.len() > MAX_WIRES {
-        return Err(Error::new(format!("scenario has {} wires, limit is {MAX_WIRES}", wires_yaml.len())));
+        return Err(Error::invalid(format!("scenario has {} wires, limit is {MAX_WIRES}", wires_yaml.len())));
     }
     let find = |name: &str, port: &str, output: bool, text: &str| -> Result<usize> {
         let index = gears.iter().position(|g| g.name == name).ok_or_else(|| {
-            Error::new(format!("wire {text:?} names gear '{name}', which the scenario does not have"))
+            Error::invalid(format!("wire {text:?} names gear '{name}', which the scenario does not have"))
         })?;
         let kind = &gears[index].kind;
         let ports = if output { kind.outputs() } else { kind.inputs() };
         if !ports.contains(&port) {
             let dir = if output { "output" } else { "input" };
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "wire {text:?}: gear '{name}' has no {dir} port '{port}' ({dir}s: {})",
                 if ports.is_empty() { "none".to_string() } else { ports.join(", ") }
             )));
@@ -343,7 +343,7 @@ gears:
     fn tutorial_form_and_meta_form_both_parse() {
         let s = parse(TUTORIAL).unwrap();
         assert_eq!((s.name.as_str(), s.version.as_str()), ("Wasm Zig Demo", "v1.0.0"));
-        assert!(matches!(s.gears[0].kind, GearKind::Wasm { memory_limit_pages: 16, .. }));
+        assert!(matches!(&s.gears[0].kind, GearKind::Wasm { config, .. } if config.memory_limit_pages == 16));
         let meta = TUTORIAL
             .replace("name: \"Wasm Zig Demo\"\nversion: \"v1.0.0\"", "meta:\n  name: demo\n  version: 2");
         let s = parse(&meta).unwrap();
@@ -359,12 +359,7 @@ gears:
         assert_eq!(s.wires, [Wire { from: 0, to: 1 }]);
         assert_eq!(
             s.gears[1].kind,
-            GearKind::Wasm {
-                source: Source::File("x.wasm".into()),
-                entrypoint: "process".into(),
-                memory_limit_pages: 16,
-                fuel_per_message: DEFAULT_FUEL_PER_MESSAGE
-            }
+            GearKind::Wasm { source: Source::File("x.wasm".into()), config: GearConfig::default() }
         );
     }
 

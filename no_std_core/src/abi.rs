@@ -21,6 +21,37 @@ pub const LOG_IMPORT_MODULE: &str = "env";
 /// Name of the one import a gear may have.
 pub const LOG_IMPORT_NAME: &str = "log";
 
+/// A Wasm value type that appears in the gear contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbiType {
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+}
+
+/// A function signature of the contract, as data, with the text errors show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sig {
+    /// Parameter types.
+    pub params: &'static [AbiType],
+    /// Result types.
+    pub results: &'static [AbiType],
+    /// How errors write it, e.g. `(i32) -> i32`.
+    pub text: &'static str,
+}
+
+/// `alloc(len) -> ptr`.
+pub const ALLOC_SIG: Sig = Sig { params: &[AbiType::I32], results: &[AbiType::I32], text: "(i32) -> i32" };
+/// `free(ptr, len)`.
+pub const FREE_SIG: Sig = Sig { params: &[AbiType::I32, AbiType::I32], results: &[], text: "(i32, i32) -> ()" };
+/// `process(ptr, len) -> packed`.
+pub const PROCESS_SIG: Sig =
+    Sig { params: &[AbiType::I32, AbiType::I32], results: &[AbiType::I64], text: "(i32, i32) -> i64" };
+/// `env.log(level, ptr, len)`.
+pub const LOG_SIG: Sig =
+    Sig { params: &[AbiType::I32, AbiType::I32, AbiType::I32], results: &[], text: "(i32, i32, i32) -> ()" };
+
 /// What the entrypoint's packed result asks the host to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Returned {

@@ -68,12 +68,22 @@ pub struct BudgetError {
     pub got: usize,
 }
 
+impl BudgetError {
+    /// Returns whose fault the error is: [`crate::Blame::Config`] (the gears asked for
+    /// more than the budget the operator set).
+    pub fn blame(&self) -> crate::Blame {
+        crate::Blame::Config
+    }
+}
+
+impl core::error::Error for BudgetError {}
+
 impl fmt::Display for BudgetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "gear may need {} KiB at worst, only {} KiB of the memory budget is left; lower \
-             memory_limit_pages or max_output_bytes",
+            "gear may need {} KiB at worst, only {} KiB of the memory budget is left; lower the \
+             gear's memory_limit_pages or raise the memory budget",
             self.got.div_ceil(1024),
             self.limit / 1024
         )
@@ -95,7 +105,7 @@ impl Arena {
 
     /// Returns the bytes not yet promised to any gear.
     pub fn remaining(&self) -> usize {
-        self.capacity - self.committed
+        self.capacity.saturating_sub(self.committed)
     }
 
     /// Admits a gear running `module` with `config`, reserving its worst case, and

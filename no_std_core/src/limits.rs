@@ -84,3 +84,9 @@ pub const MAX_VALUE_STACK_BYTES: usize = 32 * 1024;
 
 /// Deepest guest call recursion: 128 frames.
 pub const MAX_RECURSION_DEPTH: usize = 128;
+
+/// Most messages waiting inside the router during one delivery (the copies a fan-out
+/// makes). Past it an output is refused with [`crate::rack::Delivery::QueueFull`]: a
+/// fan-out loop in the wiring would otherwise grow without bound. Each waiting message
+/// is at most [`MAX_ENCODED_MESSAGE_BYTES`], so this caps the router's memory.
+pub const MAX_QUEUED_MESSAGES: usize = 10_000;

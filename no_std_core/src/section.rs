@@ -51,6 +51,8 @@ pub enum SectionError {
     },
 }
 
+impl core::error::Error for SectionError {}
+
 impl fmt::Display for SectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

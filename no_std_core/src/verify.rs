@@ -9,8 +9,11 @@
 //!
 //! Entry points: [`SigningKey`] and [`PublicKey`]; [`vendor_sign`], [`verify_vendor`],
 //! [`countersign`] and [`verify_cluster`]. [`verify_cluster`] is the only safe way to get a
-//! [`VerifiedModule`], the one input [`crate::gear::Gear`] accepts; [`dangerous`] holds the
-//! explicit, greppable way around it for an operator's insecure mode.
+//! [`VerifiedModule`], the one input [`crate::gear::Compiled::new`] accepts; [`dangerous`]
+//! holds the explicit, greppable way around it for an operator's insecure mode and for an
+//! author running their own unsigned file. A [`VerifiedModule`] owns or borrows its bytes
+//! (`Vec<u8>` in the binary, `&'static [u8]` in firmware), so the verified value itself
+//! flows into compilation.
 //!
 //! Guarantees: no panics on any input; a module with two sections of the same signature
 //! name is refused (BETTER: fluxrig would silently use the first). Keys are never printed.
@@ -21,6 +24,7 @@ use core::fmt;
 use ed25519_compact::{KeyPair, Seed, Signature};
 use sha2::{Digest as _, Sha256};
 
+use crate::blame::Blame;
 use crate::section::{self, SectionError};
 
 /// Name of the vendor signature section.
@@ -55,12 +59,23 @@ pub enum KeyError {
     PublicHalfMismatch,
 }
 
+impl KeyError {
+    /// Returns whose fault the error is: always [`Blame::Config`] (a key file the operator
+    /// points at).
+    pub fn blame(&self) -> Blame {
+        Blame::Config
+    }
+}
+
+impl core::error::Error for KeyError {}
+
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadLength { got } => write!(
                 f,
-                "key is {got} bytes; expected 32 (seed), 64 (seed and public key) or 128 hex digits"
+                "key file is {got} bytes: expected 32 raw bytes (seed), 64 raw bytes (seed and \
+                 public key) or 128 hex digits"
             ),
             Self::BadPublicKeyLength { got } => {
                 write!(f, "public key is {got} bytes; expected 32")
@@ -125,17 +140,17 @@ impl SigningKey {
         let raw: &[u8] = match bytes.len() {
             32 | 64 => bytes,
             _ => {
-                let text = trim_ascii(bytes);
+                let text = bytes.trim_ascii();
                 if text.len() != 128 || !decode_hex(text, &mut decoded) {
                     return Err(KeyError::BadLength { got: bytes.len() });
                 }
                 &decoded
             }
         };
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&raw[..32]);
+        let (seed, public) = raw.split_at_checked(32).ok_or(KeyError::BadLength { got: bytes.len() })?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| KeyError::BadLength { got: bytes.len() })?;
         let key = Self::from_seed(seed)?;
-        if raw.len() == 64 && raw[32..] != key.public_key().0 {
+        if !public.is_empty() && public != key.public_key().0 {
             return Err(KeyError::PublicHalfMismatch);
         }
         Ok(key)
@@ -144,8 +159,9 @@ impl SigningKey {
     /// Returns the 64-byte key file content: seed then public key.
     pub fn to_key_file(&self) -> [u8; 64] {
         let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&self.0.sk.seed()[..]);
-        out[32..].copy_from_slice(&self.0.pk[..]);
+        let (seed, public) = out.split_at_mut(32);
+        seed.copy_from_slice(&self.0.sk.seed()[..]);
+        public.copy_from_slice(&self.0.pk[..]);
         out
     }
 
@@ -157,12 +173,6 @@ impl SigningKey {
     fn sign(&self, digest: &[u8; 32]) -> [u8; 64] {
         *self.0.sk.sign(digest, None)
     }
-}
-
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &bytes[start..end]
 }
 
 fn decode_hex(text: &[u8], out: &mut [u8]) -> bool {
@@ -178,8 +188,11 @@ fn decode_hex(text: &[u8], out: &mut [u8]) -> bool {
         return false;
     }
     for (pair, slot) in text.chunks_exact(2).zip(out.iter_mut()) {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(hi), Some(lo)) => *slot = hi << 4 | lo,
+        match pair {
+            [hi, lo] => match (nibble(*hi), nibble(*lo)) {
+                (Some(hi), Some(lo)) => *slot = hi << 4 | lo,
+                _ => return false,
+            },
             _ => return false,
         }
     }
@@ -245,6 +258,29 @@ pub enum VerifyError {
 impl From<SectionError> for VerifyError {
     fn from(e: SectionError) -> Self {
         Self::Section(e)
+    }
+}
+
+impl VerifyError {
+    /// Returns whose fault the error is: [`Blame::Module`] (a module that is malformed,
+    /// unsigned, untrusted, tampered with or misnamed).
+    pub fn blame(&self) -> Blame {
+        Blame::Module
+    }
+
+    /// Returns `true` for a failed trust check (a missing, untrusted or wrong signature, a
+    /// hash mismatch), `false` for a module whose sections cannot be read at all.
+    pub fn is_trust_failure(&self) -> bool {
+        !matches!(self, Self::Section(_))
+    }
+}
+
+impl core::error::Error for VerifyError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Section(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -323,21 +359,30 @@ pub fn verify_vendor(module: &[u8], trusted: &[PublicKey]) -> Result<usize, Veri
     trusted.iter().position(|k| k.verify(&digest, signature)).ok_or(VerifyError::UntrustedVendor)
 }
 
-/// Countersigns vendor-signed bytes `p` with the node's cluster key: returns the catalog
-/// hash (SHA-256 of `p`) and the bytes to store, `p` + `fluxrig.cluster.signature`.
+/// Countersigns `vendor_signed` module bytes with the node's cluster key: returns the
+/// catalog hash (SHA-256 of `vendor_signed`) and the bytes to store, `vendor_signed` +
+/// `fluxrig.cluster.signature`.
 ///
 /// The vendor signature must have been checked by the caller (or waived by the operator):
 /// this function signs whatever it is given.
 ///
 /// # Errors
 /// [`VerifyError::AlreadyCountersigned`] or a malformed module.
-pub fn countersign(p: &[u8], cluster_key: &SigningKey) -> Result<(CatalogHash, Vec<u8>), VerifyError> {
-    if section::find_custom(p, CLUSTER_SECTION)?.is_some() {
+pub fn countersign(vendor_signed: &[u8], cluster_key: &SigningKey) -> Result<(CatalogHash, Vec<u8>), VerifyError> {
+    if has_cluster_signature(vendor_signed)? {
         return Err(VerifyError::AlreadyCountersigned);
     }
-    let digest = sha256(p);
+    let digest = sha256(vendor_signed);
     let signature = cluster_key.sign(&digest);
-    Ok((CatalogHash(digest), section::append_custom(p, CLUSTER_SECTION, &signature)?))
+    Ok((CatalogHash(digest), section::append_custom(vendor_signed, CLUSTER_SECTION, &signature)?))
+}
+
+/// Returns whether `module` carries a `fluxrig.cluster.signature` section (checked or not).
+///
+/// # Errors
+/// [`VerifyError::Section`] for a module whose sections cannot be read.
+pub fn has_cluster_signature(module: &[u8]) -> Result<bool, VerifyError> {
+    Ok(section::find_custom(module, CLUSTER_SECTION)?.is_some())
 }
 
 /// How a [`VerifiedModule`] came to be trusted.
@@ -350,18 +395,19 @@ pub enum Trust {
 }
 
 /// Module bytes whose cluster signature and catalog hash have been checked: the only
-/// input from which a [`crate::gear::Gear`] can be built.
-#[derive(Debug, Clone, Copy)]
-pub struct VerifiedModule<'a> {
-    bytes: &'a [u8],
+/// input from which a [`crate::gear::Compiled`] gear can be built. `B` is the storage:
+/// `Vec<u8>` when read from a file, `&'static [u8]` when embedded in firmware.
+#[derive(Debug, Clone)]
+pub struct VerifiedModule<B> {
+    bytes: B,
     hash: CatalogHash,
     trust: Trust,
 }
 
-impl<'a> VerifiedModule<'a> {
+impl<B: AsRef<[u8]>> VerifiedModule<B> {
     /// Returns the module bytes as stored (with their signature sections).
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
     }
 
     /// Returns the catalog hash: SHA-256 of the module without its cluster section.
@@ -375,19 +421,21 @@ impl<'a> VerifiedModule<'a> {
     }
 }
 
-/// Verifies the cluster countersignature of stored module bytes `c` with `cluster_key`
-/// and, if `expected` is given, that the content hash equals that catalog name.
+/// Verifies the cluster countersignature of `stored` module bytes with `cluster_key` and,
+/// if `expected` is given, that the content hash equals that catalog name; the verified
+/// value keeps the bytes.
 ///
 /// # Errors
 /// [`VerifyError::MissingClusterSignature`], [`VerifyError::BadClusterSignature`],
 /// [`VerifyError::HashMismatch`], or a malformed or duplicated section.
-pub fn verify_cluster<'a>(
-    c: &'a [u8],
+pub fn verify_cluster<B: AsRef<[u8]>>(
+    stored: B,
     cluster_key: &PublicKey,
     expected: Option<&CatalogHash>,
-) -> Result<VerifiedModule<'a>, VerifyError> {
-    let signature = only_signature(c, CLUSTER_SECTION)?.ok_or(VerifyError::MissingClusterSignature)?;
-    let hash = CatalogHash(sha256(&section::strip_custom(c, CLUSTER_SECTION)?));
+) -> Result<VerifiedModule<B>, VerifyError> {
+    let bytes = stored.as_ref();
+    let signature = only_signature(bytes, CLUSTER_SECTION)?.ok_or(VerifyError::MissingClusterSignature)?;
+    let hash = CatalogHash(sha256(&section::strip_custom(bytes, CLUSTER_SECTION)?));
     if !cluster_key.verify(&hash.0, signature) {
         return Err(VerifyError::BadClusterSignature);
     }
@@ -396,19 +444,22 @@ pub fn verify_cluster<'a>(
             return Err(VerifyError::HashMismatch { expected: *expected, got: hash });
         }
     }
-    Ok(VerifiedModule { bytes: c, hash, trust: Trust::ClusterSigned })
+    Ok(VerifiedModule { bytes: stored, hash, trust: Trust::ClusterSigned })
 }
 
-/// The way around verification, for an operator's explicitly insecure mode only.
+/// The way around verification: for an operator's explicitly insecure mode
+/// (`run --insecure`) and for an author running their own local file (`wasm call FILE`)
+/// only. Every use is a line `grep trust_unverified` finds.
 pub mod dangerous {
     use super::{section, sha256, CatalogHash, Trust, VerifiedModule, CLUSTER_SECTION};
 
     /// Treats `module` as verified without checking any signature. The hash is computed
     /// as for a cluster-signed module so that logs name it the same way.
-    pub fn trust_unverified(module: &[u8]) -> VerifiedModule<'_> {
-        let hash = match section::strip_custom(module, CLUSTER_SECTION) {
+    pub fn trust_unverified<B: AsRef<[u8]>>(module: B) -> VerifiedModule<B> {
+        let bytes = module.as_ref();
+        let hash = match section::strip_custom(bytes, CLUSTER_SECTION) {
             Ok(stripped) => sha256(&stripped),
-            Err(_) => sha256(module),
+            Err(_) => sha256(bytes),
         };
         VerifiedModule { bytes: module, hash: CatalogHash(hash), trust: Trust::Unverified }
     }
@@ -529,7 +580,7 @@ mod tests {
 
     #[test]
     fn unverified_modules_are_marked() {
-        let m = dangerous::trust_unverified(&[1, 2, 3]);
+        let m = dangerous::trust_unverified([1u8, 2, 3]);
         assert_eq!(m.trust(), Trust::Unverified);
         let stored = v("cluster_signed_module");
         assert_eq!(dangerous::trust_unverified(&stored).hash().0.to_vec(), v("catalog_hash"));

@@ -1,0 +1,23 @@
+//! The `fluxrig` binary's library: the std side of fluxrig-edge (files, keys, catalog,
+//! scenarios, clock, threads, the words a person reads) over the `no_std` core
+//! `fluxrig-core`. `main.rs` only parses, runs and prints an error once; the modules are
+//! public so that fuzz targets and tests can reach the parsers of untrusted input.
+//!
+//! The path of a command: [`cli`] (raw arguments) → [`commands`] → [`plan`] (scenario +
+//! catalog + keys, verified and compiled once) → [`run`] (the loop over the core's router,
+//! fed by [`pump`]).
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod error;
+pub mod files;
+pub mod json;
+pub mod keys;
+pub mod logger;
+pub mod plan;
+pub mod pump;
+pub mod run;
+pub mod scenario;
