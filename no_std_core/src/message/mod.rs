@@ -29,8 +29,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+mod bytes;
 mod decode;
 mod encode;
+
+pub use bytes::MsgBytes;
 
 #[cfg(test)]
 use crate::limits::{MAX_DATA_DEPTH, MAX_ENCODED_MESSAGE_BYTES, MAX_HOPS, MAX_PAYLOAD_BYTES};
