@@ -1,4 +1,5 @@
 //! Tests of message.rs; this file is compiled only under #[cfg(test)] (see its `mod` line).
+#![allow(clippy::indexing_slicing, clippy::string_slice)]
 use super::*;
 use alloc::format;
 use alloc::vec;

@@ -1,0 +1,158 @@
+//! MsgBytes against FluxMsg on untrusted bytes: random mutations of valid messages, from a
+//! fixed seed. The invariants: `check` never panics, accepts exactly what `decode` accepts
+//! (with the same error otherwise), and keeps exactly what `decode` + `encode` writes.
+//! Also a timing comparison, run by hand:
+//! `cargo test -p fluxrig-core --release --test msgbytes -- --ignored --nocapture`.
+
+use fluxrig_core::message::{FluxMsg, Hop, MsgBytes, Value};
+
+/// xorshift64*: deterministic, no dependency (as in robustness.rs).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Flips, inserts, deletes or overwrites a few bytes of `base`.
+    fn mutate(&mut self, base: &[u8]) -> Vec<u8> {
+        let mut out = base.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let at = if out.is_empty() { 0 } else { self.below(out.len()) };
+            match self.below(4) {
+                0 if !out.is_empty() => out[at] ^= 1 << self.below(8),
+                1 => out.insert(at, self.next() as u8),
+                2 if !out.is_empty() => {
+                    out.remove(at);
+                }
+                _ if !out.is_empty() => {
+                    out[at] = [0x00, 0x17, 0x18, 0x19, 0xf6, 0xf7, 0xf9, 0xfa, 0x7f, 0xff, 0x5f, 0xbf]
+                        [self.below(12)]
+                }
+                _ => out.push(0),
+            }
+        }
+        out
+    }
+}
+
+fn hop(n: u8) -> Hop {
+    Hop { gear: [n; 16], port: [!n; 16], ts: 1_700_000_000_000_000_000 + i64::from(n) }
+}
+
+fn message(raw: usize, hops: u8) -> FluxMsg {
+    FluxMsg {
+        id: [1; 16],
+        trace: "trace".into(),
+        meta: Some(vec![("peer.ip".into(), "10.0.0.5".into())]),
+        data: Some(vec![
+            ("i".into(), Value::Int(-70_000)),
+            ("f".into(), Value::Float(0.25)),
+            ("a".into(), Value::Array(vec![Value::Null, Value::Bool(true), Value::Bytes(vec![9])])),
+            ("m".into(), Value::Map(vec![(Value::Text("k".into()), Value::Int(300))])),
+        ]),
+        flags: 2,
+        raw: Some(vec![0xab; raw]),
+        path: Some((0..hops).map(hop).collect()),
+        ts: 1_700_000_000_000_000_000,
+        ..FluxMsg::default()
+    }
+}
+
+/// Valid inputs, canonical and not, to mutate.
+fn bases() -> Vec<Vec<u8>> {
+    let mut long_heads = message(3, 1).encode();
+    long_heads[0] = 0xba; // 10 entries in a 5-byte head
+    long_heads.splice(1..1, [0, 0, 0]);
+    let keys_reordered = [
+        &[0xa3, 0x62, 0x74, 0x73, 0x01, 0x63, 0x72, 0x61, 0x77, 0x41, 0x07][..],
+        b"\x64data\xa1\x61h\xf9\x3e\x00",
+    ]
+    .concat();
+    vec![
+        message(0, 0).encode(),
+        message(8, 2).encode(),
+        message(0, 23).encode(),
+        FluxMsg::default().encode(),
+        long_heads,
+        keys_reordered,
+    ]
+}
+
+#[test]
+fn check_agrees_with_decode_on_mutations() {
+    let mut rng = Rng(0x5eed_0002);
+    let bases = bases();
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..20_000 {
+        let base = &bases[i % bases.len()];
+        let input = if i < bases.len() { base.clone() } else { rng.mutate(base) };
+        let decoded = FluxMsg::decode(&input);
+        let checked = MsgBytes::check(input.clone());
+        match (&decoded, &checked) {
+            (Ok(msg), Ok(m)) => {
+                ok += 1;
+                assert_eq!(m.as_bytes(), msg.encode().as_slice(), "mutation {i}");
+                assert_eq!((m.id(), m.flags()), (msg.id, msg.flags));
+                assert_eq!(m.hop_count(), msg.path.as_ref().map_or(0, Vec::len));
+                let mut stamped = m.clone();
+                let mut want = msg.clone();
+                if stamped.push_hop(&hop(7)).is_ok() {
+                    want.path.get_or_insert_with(Vec::new).push(hop(7));
+                    assert_eq!(stamped.as_bytes(), want.encode().as_slice(), "mutation {i}");
+                }
+            }
+            (Err(a), Err(b)) => {
+                err += 1;
+                assert_eq!(a, b, "mutation {i}");
+            }
+            _ => panic!("mutation {i}: decode {decoded:?}, check {checked:?}, input {input:02x?}"),
+        }
+        let prefix = MsgBytes::check_prefix(&input).map(|(m, n)| (m.into_bytes(), n));
+        let want = FluxMsg::decode_prefix(&input).map(|(m, n)| (m.encode(), n));
+        assert_eq!(prefix, want, "mutation {i}");
+    }
+    assert!(ok > 1000 && err > 1000, "ok {ok}, err {err}: the mutations should land on both sides");
+}
+
+/// Times MsgBytes::check + push_hop against FluxMsg::decode + push + encode.
+#[test]
+#[ignore]
+fn timing_check_push_vs_decode_push_encode() {
+    use std::hint::black_box;
+    use std::time::Instant;
+    for target in [64usize, 1024] {
+        // An id, an empty path and `raw` filled up to the target size.
+        let mut msg = FluxMsg::with_raw([1; 16], 1_700_000_000_000_000_000, vec![]);
+        let base = msg.encode().len();
+        msg.raw = Some(vec![0xab; target - base - if target - base > 24 { 1 } else { 0 }]);
+        let label = if target == 64 { "64-byte" } else { "1 KiB" };
+        let bytes = msg.encode();
+        let n = 200_000;
+        let h = hop(1);
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut m = MsgBytes::check(black_box(bytes.clone())).unwrap();
+            m.push_hop(&h).unwrap();
+            black_box(m.into_bytes());
+        }
+        let fast = t.elapsed().as_nanos() as f64 / n as f64;
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut m = FluxMsg::decode(black_box(&bytes)).unwrap();
+            black_box(bytes.clone()); // the same input copy the other loop pays for
+            m.path.get_or_insert_with(Vec::new).push(h);
+            black_box(m.encode());
+        }
+        let slow = t.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "{label} message ({} bytes): check+push_hop {fast:.0} ns, decode+push+encode {slow:.0} ns",
+            bytes.len()
+        );
+    }
+}
