@@ -142,14 +142,15 @@ impl<'a> Iterator for Sections<'a> {
 impl<'a> Sections<'a> {
     fn read_one(&mut self) -> Result<Section<'a>, SectionError> {
         let start = self.pos;
-        let id = self.bytes[start];
+        let truncated = SectionError::Truncated { offset: start };
+        let id = *self.bytes.get(start).ok_or(truncated)?;
         let mut pos = start + 1;
         let size = read_u32_leb(self.bytes, &mut pos)? as usize;
         let end = pos
             .checked_add(size)
             .filter(|end| *end <= self.bytes.len())
             .ok_or(SectionError::Truncated { offset: start })?;
-        let body = &self.bytes[pos..end];
+        let body = self.bytes.get(pos..end).ok_or(truncated)?;
         let (name, payload) = if id == 0 {
             let mut name_pos = 0;
             let name_len = read_u32_leb(body, &mut name_pos)
@@ -158,9 +159,10 @@ impl<'a> Sections<'a> {
                 .checked_add(name_len)
                 .filter(|e| *e <= body.len())
                 .ok_or(SectionError::Truncated { offset: start })?;
-            let name = core::str::from_utf8(&body[name_pos..name_end])
+            let (head, payload) = body.split_at_checked(name_end).ok_or(truncated)?;
+            let name = core::str::from_utf8(head.get(name_pos..).ok_or(truncated)?)
                 .map_err(|_| SectionError::BadName { offset: start })?;
-            (Some(name), &body[name_end..])
+            (Some(name), payload)
         } else {
             (None, body)
         };
@@ -246,8 +248,9 @@ pub fn strip_custom(module: &[u8], name: &str) -> Result<Vec<u8>, SectionError> 
     let mut out = Vec::with_capacity(module.len());
     match find_custom(module, name)? {
         Some(section) => {
-            out.extend_from_slice(&module[..section.range.start]);
-            out.extend_from_slice(&module[section.range.end..]);
+            // The range came from walking `module`, so both parts exist.
+            out.extend_from_slice(module.get(..section.range.start).unwrap_or_default());
+            out.extend_from_slice(module.get(section.range.end..).unwrap_or_default());
         }
         None => out.extend_from_slice(module),
     }
