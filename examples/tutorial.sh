@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Runs the fluxrig Wasm gear tutorial end to end, exactly as a user types it, with the
-# bundled Zig gear (examples/polyglot/polyglot.wasm), in a fresh folder target/tutorial.
-# Builds fluxrig (release) first.
+# bundled Zig gear (examples/polyglot/polyglot.wasm), in a fresh folder `tutorial` in
+# cargo's target directory (target/tutorial, or $CARGO_TARGET_DIR/tutorial). Builds
+# fluxrig (release) first. Writes nothing else: the checkout stays as it was.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-export PATH="$repo/target/release:$PATH"
-work="$repo/target/tutorial"
+
+echo "building fluxrig (release)... (the first build takes a few minutes)"
+# The JSON messages name the binary wherever it lands (any CARGO_TARGET_DIR, any --target
+# in a cargo config); cargo's progress and diagnostics still go to standard error.
+bin=$(cargo build --release --manifest-path "$repo/Cargo.toml" --bin fluxrig \
+    --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*\/fluxrig\)".*/\1/p' | tail -n 1)
+[ -x "$bin" ] || { echo "tutorial.sh: cargo did not report the fluxrig binary" >&2; exit 1; }
+echo "built $bin"
+export PATH="$(dirname "$bin"):$PATH"
+target=$(cargo metadata --format-version 1 --no-deps --manifest-path "$repo/Cargo.toml" |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$target" ] || { echo "tutorial.sh: cargo metadata did not name the target directory" >&2; exit 1; }
+work="$target/tutorial"
+echo "working in $work (a fresh folder)"
 rm -rf "$work"
 mkdir -p "$work"
 cd "$work"

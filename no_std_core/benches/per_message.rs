@@ -1,6 +1,7 @@
-//! Per-message cost of `Gear::process_bytes` for a pass-through gear, against the bare
-//! wasmi floor of the same sequence (alloc, write, process, read, free; no fuel, no
-//! checks). Prints ns per message and the ratio for 64 B, 1 KiB and 16 KiB messages.
+//! Per-message cost of `Gear::process_bytes` for a pass-through gear (the test kit's
+//! `PASS_THROUGH_WAT`, whose alloc always hands out the same buffer at 1024), against
+//! the bare wasmi floor of the same sequence (alloc, write, process, read, free; no fuel,
+//! no checks). Prints ns per message and the ratio for 64 B, 1 KiB and 16 KiB messages.
 //!
 //! Run: `cargo bench -p fluxrig-core` (add `-- --quick` for a short run).
 
@@ -10,17 +11,8 @@ use std::time::Instant;
 use fluxrig_core::abi::LogLevel;
 use fluxrig_core::gear::{Gear, GearConfig};
 use fluxrig_core::verify::dangerous::trust_unverified;
+use fluxrig_testkit::PASS_THROUGH_WAT;
 use wasmi::{Engine, Linker, Module, Store, TypedFunc};
-
-/// A pass-through gear whose alloc always hands out the same buffer at 1024.
-const GUEST: &str = r#"(module
-  (import "env" "log" (func $log (param i32 i32 i32)))
-  (memory (export "memory") 1 16)
-  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "free") (param i32 i32))
-  (func (export "process") (param $ptr i32) (param $len i32) (result i64)
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
-            (i64.extend_i32_u (local.get $len)))))"#;
 
 struct Floor {
     store: Store<()>,
@@ -77,7 +69,7 @@ fn time(rounds: usize, iters: usize, mut f: impl FnMut()) -> f64 {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, budget_ns) = if quick { (5, 20_000_000.0) } else { (21, 100_000_000.0) };
-    let wasm = wat::parse_str(GUEST).unwrap();
+    let wasm = wat::parse_str(PASS_THROUGH_WAT).unwrap();
     let mut floor = Floor::new(&wasm);
     let mut sink = |_: LogLevel, _: &str| {};
     let mut gear = Gear::load(&trust_unverified(&wasm), GearConfig::default(), &mut sink).unwrap();

@@ -49,8 +49,9 @@ impl Rng {
 
 const ITERATIONS: usize = 3000;
 
+/// The vectors' gear (tests/data/vectors/gear.wat), compiled.
 fn gear_module() -> Vec<u8> {
-    wat::parse_str(include_str!("../../../shared/vectors/gear.wat")).unwrap()
+    wat::parse_str(fluxrig_testkit::vectors::file("gear.wat")).unwrap()
 }
 
 #[test]

@@ -1,33 +1,25 @@
 //! Makes the firmware's embedded gear: compiles `gear.wat`, vendor-signs it with the
 //! shared test vendor key and countersigns it with the shared test cluster key (RFC 8032
-//! test keys 1 and 2, from ../../../shared/vectors/signatures.txt), exactly as
-//! `fluxrig wasm sign` and `fluxrig wasm import` would. Writes to OUT_DIR:
+//! test keys 1 and 2, from tests/data/vectors/signatures.txt via fluxrig-testkit),
+//! exactly as `fluxrig wasm sign` and `fluxrig wasm import` would. Writes to OUT_DIR:
 //! `gear.wasm` (cluster-signed), `cluster.pub` (32 bytes), `gear_hash.txt` (hex).
 //! Also puts the right linker script for the target on the link path.
 
 use std::path::PathBuf;
 
 use fluxrig_core::verify::{countersign, vendor_sign, SigningKey};
-
-fn vector(text: &str, name: &str) -> Vec<u8> {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} = ")))
-        .unwrap_or_else(|| panic!("{name} missing from signatures.txt"));
-    let hex = line.split(" = ").nth(1).unwrap_or_default().trim();
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
-}
+use fluxrig_testkit::vectors;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
-    let vectors = manifest.join("../../../shared/vectors/signatures.txt");
-    println!("cargo:rerun-if-changed={}", vectors.display());
+    // The keys are compiled into the test kit, which cargo rebuilds (and so reruns this
+    // script) when tests/data/vectors changes.
     println!("cargo:rerun-if-changed=gear.wat");
     println!("cargo:rerun-if-changed=memory");
-    let text = std::fs::read_to_string(&vectors).expect("../shared beside the checkout");
-    let vendor = SigningKey::from_key_file(&vector(&text, "vendor_key_file")).expect("vendor key");
-    let cluster = SigningKey::from_key_file(&vector(&text, "cluster_key_file")).expect("cluster key");
+    let key = |name| vectors::get("signatures.txt", name);
+    let vendor = SigningKey::from_key_file(&key("vendor_key_file")).expect("vendor key");
+    let cluster = SigningKey::from_key_file(&key("cluster_key_file")).expect("cluster key");
     let module = wat::parse_file(manifest.join("gear.wat")).expect("gear.wat compiles");
     let signed = vendor_sign(&module, &vendor).expect("vendor-sign");
     let (hash, stored) = countersign(&signed, &cluster).expect("countersign");

@@ -1,0 +1,15 @@
+//! End-to-end tests of the `fluxrig` binary, one test binary for all (ripgrep's shape):
+//! the tutorial flow as a user types it, the shared vectors through the CLI, and every
+//! bad input the CLI must refuse cleanly. Each test checks the exit code, the last line of
+//! standard error and the files it leaves, byte for byte.
+//!
+//! Each test works in its own fresh folder (`util::Dir`). Set `FLUXRIG_TEST_RUNNER` (for
+//! example `qemu-aarch64-static`) to run the binary under an emulator.
+
+mod util;
+
+mod catalog;
+mod keys;
+mod rack;
+mod scenario;
+mod tutorial;
