@@ -84,7 +84,7 @@ pub fn check_shape(path: &Path, module: &[u8], entrypoint: &str) -> Result<Modul
         memory_limit_pages: MAX_MEMORY_LIMIT_PAGES,
         ..GearConfig::default()
     };
-    inspect(module, &config).map_err(|source| Error::Gear { gear: path.display().to_string(), source })
+    inspect(module, &config).map_err(|source| Error::gear(path.display().to_string(), source))
 }
 
 /// Imports `file` into the catalog.

@@ -168,7 +168,7 @@ impl RackSink for CallOutput {
                 eprintln!("the gear dropped the message");
                 Ok(())
             }
-            Delivery::Failed { error, .. } => Err(Error::Gear { gear: "gear".into(), source: error }),
+            Delivery::Failed { error, .. } => Err(Error::gear("gear", error)),
             Delivery::HopLimit { .. } | Delivery::QueueFull { .. } => {
                 Err(Error::invalid("the message was refused by the rack's limits"))
             }

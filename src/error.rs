@@ -50,8 +50,8 @@ pub enum Error {
     Gear {
         /// The gear's name (or the module's path).
         gear: String,
-        /// What the core found.
-        source: GearError,
+        /// What the core found (boxed: the largest core error, and a cold path).
+        source: Box<GearError>,
     },
     /// The gears of a scenario do not fit the memory budget.
     Budget {
@@ -99,6 +99,11 @@ impl Error {
     /// An I/O error on `path` while doing `action`.
     pub fn io(path: &Path, action: impl Into<String>, source: io::Error) -> Self {
         Self::Io { path: path.to_path_buf(), action: action.into(), source }
+    }
+
+    /// A module that is not a gear, or a gear that failed, named `gear`.
+    pub fn gear(gear: impl Into<String>, source: GearError) -> Self {
+        Self::Gear { gear: gear.into(), source: Box::new(source) }
     }
 
     /// A verification failure of the module at `path`.
@@ -177,7 +182,7 @@ impl std::error::Error for Error {
             Self::Io { source, .. } => Some(source),
             Self::Verify { source, .. } => Some(source),
             Self::Key { source, .. } => Some(source),
-            Self::Gear { source, .. } => Some(source),
+            Self::Gear { source, .. } => Some(source.as_ref()),
             Self::Budget { source, .. } => Some(source),
             Self::Rack(source) => Some(source),
             Self::Context { source, .. } | Self::Hint { source, .. } => Some(source.as_ref()),
@@ -205,7 +210,7 @@ mod tests {
         assert_eq!(malformed.exit_code(), EXIT_FAILURE);
         let key = Error::Key { path: "k".into(), source: KeyError::BadLength { got: 3 } };
         assert_eq!(key.exit_code(), EXIT_FAILURE);
-        let shape = Error::Gear { gear: "a".into(), source: GearError::NoMemoryExport };
+        let shape = Error::gear("a", GearError::NoMemoryExport);
         assert_eq!(shape.exit_code(), EXIT_FAILURE);
         assert_eq!(shape.blame(), Some(Blame::Module));
         assert_eq!(Error::Usage("x".into()).exit_code(), EXIT_USAGE);

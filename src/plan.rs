@@ -52,8 +52,8 @@ pub enum PlannedGear {
     Wasm {
         /// The gear's name.
         name: String,
-        /// The module, verified and compiled.
-        compiled: Compiled,
+        /// The module, verified and compiled (boxed: a generator is much smaller).
+        compiled: Box<Compiled>,
         /// Entrypoint, memory limit, fuel.
         config: GearConfig,
     },
@@ -115,7 +115,7 @@ pub fn plan(scenario: Scenario, data_dir: &Path, checks: Checks, budget_bytes: u
                 }
                 .map_err(|e| e.context(at()))?;
                 let compiled = admit_and_compile(&engine, &mut arena, &gear.name, &module, &config, budget_bytes)?;
-                PlannedGear::Wasm { name: gear.name, compiled, config }
+                PlannedGear::Wasm { name: gear.name, compiled: Box::new(compiled), config }
             }
             GearKind::Generate { count, interval_ms, payload } => {
                 PlannedGear::Generate { name: gear.name, count, interval_ms, payload }
@@ -135,7 +135,7 @@ pub fn one_gear(name: &str, module: &VerifiedModule<Vec<u8>>, config: GearConfig
     let budget = default_memory_budget();
     let mut arena = Arena::new(budget);
     let compiled = admit_and_compile(&engine, &mut arena, name, module, &config, budget)?;
-    let gears = vec![PlannedGear::Wasm { name: name.to_string(), compiled, config }];
+    let gears = vec![PlannedGear::Wasm { name: name.to_string(), compiled: Box::new(compiled), config }];
     let worst_case_bytes = budget.saturating_sub(arena.remaining());
     Ok(Plan {
         name: name.to_string(),
@@ -155,7 +155,7 @@ fn admit_and_compile(
     config: &GearConfig,
     budget_bytes: usize,
 ) -> Result<Compiled> {
-    let gear_error = |source| Error::Gear { gear: name.to_string(), source };
+    let gear_error = |source| Error::gear(name, source);
     config.check().map_err(gear_error)?;
     arena.admit(module.bytes(), config).map_err(|source| Error::Budget {
         gear: name.to_string(),

@@ -120,8 +120,8 @@ impl Rig {
                         Trust::Unverified => logger::warn(&name, &format!("module {hash}: UNVERIFIED, running anyway")),
                     }
                     let mut sink = |level, line: &str| logger::guest(level, &name, line);
-                    let gear = Gear::new(compiled, config, &mut sink)
-                        .map_err(|source| Error::Gear { gear: name.clone(), source })?;
+                    let gear = Gear::new(*compiled, config, &mut sink)
+                        .map_err(|source| Error::gear(name.clone(), source))?;
                     Slot::gear(gear, id, id_of(&format!("{name}.in")))
                 }
                 PlannedGear::Generate { count, interval_ms, payload, .. } => {

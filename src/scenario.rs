@@ -218,7 +218,7 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
                 let per_message = uint(f, &format!("{at}: fuel_per_message"))?;
                 config.fuel = FuelBudget { per_message, ..FuelBudget::default() };
             }
-            config.check().map_err(|source| Error::Gear { gear: name.clone(), source })?;
+            config.check().map_err(|source| Error::gear(name.clone(), source))?;
             GearKind::Wasm { source, config }
         }
         _ => GearKind::Generate {

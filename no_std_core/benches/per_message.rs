@@ -1,7 +1,15 @@
-//! Per-message cost of `Gear::process_bytes` for a pass-through gear (the test kit's
-//! `PASS_THROUGH_WAT`, whose alloc always hands out the same buffer at 1024), against
-//! the bare wasmi floor of the same sequence (alloc, write, process, read, free; no fuel,
-//! no checks). Prints ns per message and the ratio for 64 B, 1 KiB and 16 KiB messages.
+//! What a message and a module cost, against floors measured in the same run.
+//!
+//! 1. Per message, one gear: `Gear::process_bytes` for a pass-through gear (the test
+//!    kit's `PASS_THROUGH_WAT`, whose alloc always hands out the same buffer at 1024)
+//!    against the bare wasmi floor of the same sequence (alloc, write, process, read,
+//!    free; no fuel, no checks), for 64 B, 1 KiB and 16 KiB.
+//! 2. Per message, the rack: a real fluxMsg (64 B, 1 KiB, 16 KiB of `raw`) through three
+//!    pass-through gears wired in a chain, CBOR in to CBOR out (`Rack::deliver`: hop
+//!    stamping, three guest calls, three checks of the output), against three bare wasmi
+//!    floor calls on the same bytes.
+//! 3. Cold start, eager against lazy translation: verify the cluster signature, compile,
+//!    instantiate and run one message, for the tutorial's Zig gear and a 16 KiB gear.
 //!
 //! Run: `cargo bench -p fluxrig-core` (add `-- --quick` for a short run).
 
@@ -9,8 +17,12 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use fluxrig_core::abi::LogLevel;
-use fluxrig_core::gear::{Gear, GearConfig};
+use fluxrig_core::gear::{Compiled, Gear, GearConfig, GearEngine, Translation};
+use fluxrig_core::message::FluxMsg;
+use fluxrig_core::rack::{Delivery, Entry, Rack, RackSink, Slot, Wire};
 use fluxrig_core::verify::dangerous::trust_unverified;
+use fluxrig_core::verify::{countersign, verify_cluster, SigningKey};
+use fluxrig_core::MsgBytes;
 use fluxrig_testkit::PASS_THROUGH_WAT;
 use wasmi::{Engine, Linker, Module, Store, TypedFunc};
 
@@ -66,36 +78,143 @@ fn time(rounds: usize, iters: usize, mut f: impl FnMut()) -> f64 {
     samples[rounds / 2]
 }
 
+fn gear(engine: &GearEngine, wasm: &[u8]) -> Gear {
+    let config = GearConfig::default();
+    let compiled = Compiled::new(engine, &trust_unverified(wasm), &config).unwrap();
+    Gear::new(compiled, config, &mut |_: LogLevel, _: &str| {}).unwrap()
+}
+
+/// Takes the rack's output and checks every message came out.
+struct Count(usize);
+
+impl RackSink for Count {
+    fn deliver(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Output { msg, .. } => {
+                black_box(msg);
+                self.0 += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    fn log(&mut self, _: usize, _: LogLevel, _: &str) {}
+}
+
+/// Interleaves two timings three times and keeps the best of each (drift hits both).
+fn compare(rounds: usize, iters: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    let (mut best_a, mut best_b) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        best_a = best_a.min(time(rounds, iters, &mut a));
+        best_b = best_b.min(time(rounds, iters, &mut b));
+    }
+    (best_a, best_b)
+}
+
+/// Iterations per round so that a round takes about `budget_ns / rounds`.
+fn iterations(rounds: usize, budget_ns: f64, mut f: impl FnMut()) -> usize {
+    let start = Instant::now();
+    f();
+    ((budget_ns / rounds as f64) / start.elapsed().as_nanos().max(1) as f64).clamp(10.0, 1e6) as usize
+}
+
+/// A gear of about 16 KiB: the pass-through gear plus functions that are never called.
+fn gear_16k() -> Vec<u8> {
+    let mut text = String::from(PASS_THROUGH_WAT.trim_end().trim_end_matches(')'));
+    for i in 0..200 {
+        text.push_str(&format!(
+            "(func $f{i} (param i32) (result i32) (i32.add (i32.mul (local.get 0) (i32.const {i})) (i32.const 7)))\n"
+        ));
+    }
+    text.push(')');
+    let wasm = wat::parse_str(&text).unwrap();
+    assert!(wasm.len() >= 12 * 1024, "{}", wasm.len());
+    wasm
+}
+
+/// Microseconds for verify + compile + instantiate + one message, median of `runs`.
+fn cold_start(stored: &[u8], key: &fluxrig_core::PublicKey, translation: Translation, runs: usize) -> f64 {
+    let msg = MsgBytes::from_msg(&FluxMsg::with_raw([1; 16], 1, b"hello".to_vec()));
+    let mut samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let engine = GearEngine::new(translation);
+            let config = GearConfig::default();
+            let verified = verify_cluster(stored, key, None).unwrap();
+            let compiled = Compiled::new(&engine, &verified, &config).unwrap();
+            let mut gear = Gear::new(compiled, config, &mut |_: LogLevel, _: &str| {}).unwrap();
+            black_box(gear.process(&msg, &mut |_: LogLevel, _: &str| {}).unwrap());
+            start.elapsed().as_nanos() as f64 / 1000.0
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[runs / 2]
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, budget_ns) = if quick { (5, 20_000_000.0) } else { (21, 100_000_000.0) };
     let wasm = wat::parse_str(PASS_THROUGH_WAT).unwrap();
     let mut floor = Floor::new(&wasm);
     let mut sink = |_: LogLevel, _: &str| {};
-    let mut gear = Gear::load(&trust_unverified(&wasm), GearConfig::default(), &mut sink).unwrap();
+    let engine = GearEngine::default();
+    let mut one = gear(&engine, &wasm);
+
+    println!("one gear, process_bytes against the bare wasmi floor");
     println!("{:>8} {:>12} {:>12} {:>7}", "size", "floor ns", "gear ns", "ratio");
     for size in [64usize, 1024, 16 * 1024] {
         let input = vec![0x5a; size];
         assert_eq!(floor.run(&input), input);
-        let start = Instant::now();
-        black_box(floor.run(&input));
-        let iters = ((budget_ns / rounds as f64) / start.elapsed().as_nanos().max(1) as f64).clamp(10.0, 1e6)
-            as usize;
-        // Interleave the two so that drift on the machine hits both alike.
-        let mut floor_ns = Vec::new();
-        let mut gear_ns = Vec::new();
-        for _ in 0..3 {
-            floor_ns.push(time(rounds, iters, || {
+        let iters = iterations(rounds, budget_ns, || {
+            black_box(floor.run(&input));
+        });
+        let (f, g) = compare(
+            rounds,
+            iters,
+            || {
                 black_box(floor.run(black_box(&input)));
-            }));
-            gear_ns.push(time(rounds, iters, || {
-                black_box(gear.process_bytes(black_box(&input), &mut sink).unwrap());
-            }));
-        }
-        let (f, g) = (
-            floor_ns.iter().copied().fold(f64::MAX, f64::min),
-            gear_ns.iter().copied().fold(f64::MAX, f64::min),
+            },
+            || {
+                black_box(one.process_bytes(black_box(&input), &mut sink).unwrap());
+            },
         );
         println!("{size:>8} {f:>12.0} {g:>12.0} {:>7.2}", g / f);
+    }
+
+    println!("\nrack of 3 pass-through gears, CBOR in to CBOR out, against 3 bare wasmi floor calls");
+    println!("{:>8} {:>12} {:>12} {:>7}", "raw", "floor ns", "rack ns", "ratio");
+    let slots = (0..3u8).map(|i| Slot::gear(gear(&engine, &wasm), [i; 16], [i + 10; 16])).collect();
+    let wires = [Wire { from: 0, to: 1 }, Wire { from: 1, to: 2 }];
+    let mut rack = Rack::with_default_queue(slots, &wires).unwrap();
+    for size in [64usize, 1024, 16 * 1024] {
+        let msg = MsgBytes::from_msg(&FluxMsg::with_raw([9; 16], 1_700_000_000, vec![0x5a; size]));
+        let mut out = Count(0);
+        let iters = iterations(rounds, budget_ns, || {
+            rack.deliver(Entry::Inputs, msg.clone(), 1, &mut out);
+        });
+        let bytes = msg.as_bytes().to_vec();
+        let (f, r) = compare(
+            rounds,
+            iters,
+            || {
+                for _ in 0..3 {
+                    black_box(floor.run(black_box(&bytes)));
+                }
+            },
+            || rack.deliver(Entry::Inputs, black_box(msg.clone()), 1, &mut out),
+        );
+        assert!(out.0 > 0);
+        println!("{size:>8} {f:>12.0} {r:>12.0} {:>7.2}", r / f);
+    }
+
+    println!("\ncold start: verify + compile + instantiate + first message, median us");
+    println!("{:>22} {:>8} {:>10} {:>10}", "gear", "bytes", "eager us", "lazy us");
+    let key = SigningKey::from_seed([7; 32]).unwrap();
+    let tutorial = include_bytes!("../../examples/polyglot/polyglot.wasm").to_vec();
+    let runs = if quick { 21 } else { 201 };
+    for (name, module) in [("tutorial Zig gear", tutorial), ("16 KiB gear", gear_16k())] {
+        let (_, stored) = countersign(&module, &key).unwrap();
+        let eager = cold_start(&stored, &key.public_key(), Translation::Eager, runs);
+        let lazy = cold_start(&stored, &key.public_key(), Translation::Lazy, runs);
+        println!("{name:>22} {:>8} {eager:>10.1} {lazy:>10.1}", module.len());
     }
 }

@@ -153,7 +153,7 @@ mod tests {
     fn default_gear_does_not_fit_a_256_kib_arena_but_a_small_one_does() {
         let mut arena = Arena::new(256 * 1024);
         let err = arena.admit(&WASM_HEADER, &GearConfig::default()).unwrap_err();
-        assert!(alloc::format!("{err}").contains("lower memory_limit_pages"));
+        assert!(alloc::format!("{err}").contains("lower the gear's memory_limit_pages"));
         assert!(arena.admit(&WASM_HEADER, &small()).is_ok());
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use fluxrig_core::abi::LogLevel;
 use fluxrig_core::budget::gear_worst_case_bytes;
-use fluxrig_core::gear::{Gear, GearConfig, LogSink};
+use fluxrig_core::gear::{Compiled, Gear, GearConfig, GearEngine, LogSink};
 use fluxrig_core::verify::dangerous::trust_unverified;
 
 struct Counting;
@@ -77,7 +77,8 @@ fn measure(module: &[u8], config: GearConfig) -> (usize, usize) {
     PEAK.store(base, SeqCst);
     {
         let verified = trust_unverified(module);
-        let mut gear = Gear::load(&verified, config.clone(), &mut Quiet).unwrap();
+        let compiled = Compiled::new(&GearEngine::default(), &verified, &config).unwrap();
+        let mut gear = Gear::new(compiled, config.clone(), &mut Quiet).unwrap();
         for _ in 0..3 {
             gear.process_bytes(&message, &mut Quiet).unwrap();
         }

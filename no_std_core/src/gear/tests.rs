@@ -1,7 +1,9 @@
 //! Tests of gear.rs; this file is compiled only under #[cfg(test)] (see its `mod` line).
+use super::error::cut;
 use super::*;
 use crate::abi::LogLevel;
-use crate::message::Value;
+use crate::limits::{MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES};
+use crate::message::{FluxMsg, Value};
 use crate::verify::dangerous::trust_unverified;
 use alloc::format;
 use alloc::string::ToString;
@@ -54,7 +56,13 @@ impl Lines {
 }
 
 fn load(module: &[u8], config: GearConfig) -> Result<Gear, GearError> {
-    Gear::load(&trust_unverified(module), config, &mut Lines::default())
+    let compiled = Compiled::new(&GearEngine::default(), &trust_unverified(module), &config)?;
+    Gear::new(compiled, config, &mut Lines::default())
+}
+
+/// Runs a decoded message through `gear` and decodes its output (tests speak FluxMsg).
+fn process(gear: &mut Gear, msg: &FluxMsg, lines: &mut Lines) -> Result<Option<FluxMsg>, GearError> {
+    Ok(gear.process(&MsgBytes::from_msg(msg), lines)?.map(|out| out.to_msg()))
 }
 
 fn small_fuel() -> GearConfig {
@@ -74,7 +82,7 @@ fn example_msg() -> FluxMsg {
 }
 
 fn vector_gear() -> Vec<u8> {
-    wat::parse_str(include_str!("../../../../shared/vectors/gear.wat")).unwrap()
+    wat::parse_str(fluxrig_testkit::vectors::file("gear.wat")).unwrap()
 }
 
 #[test]
@@ -82,13 +90,13 @@ fn pass_through_gear_returns_the_message_and_frees_its_buffer_once() {
     let mut gear = load(&guest(PACK_IN), GearConfig::default()).unwrap();
     let mut lines = Lines::default();
     let msg = example_msg();
-    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg.clone()));
+    assert_eq!(process(&mut gear, &msg, &mut lines).unwrap(), Some(msg.clone()));
     assert_eq!(lines.frees(), 1, "input returned as output must be freed once");
     assert!(gear.last_fuel_used() > 0);
     // The shared vector gear (no env.log import) behaves the same.
     let mut gear = load(&vector_gear(), GearConfig::default()).unwrap();
-    assert!(!gear.shape().imports_log);
-    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+    assert!(!gear.compiled().shape().imports_log);
+    assert_eq!(process(&mut gear, &msg, &mut lines).unwrap(), Some(msg));
 }
 
 #[test]
@@ -101,7 +109,7 @@ fn a_separate_output_buffer_is_freed_too() {
     let mut gear = load(&guest(copy), GearConfig::default()).unwrap();
     let mut lines = Lines::default();
     let msg = example_msg();
-    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+    assert_eq!(process(&mut gear, &msg, &mut lines).unwrap(), Some(msg));
     assert_eq!(lines.frees(), 2);
 }
 
@@ -109,7 +117,7 @@ fn a_separate_output_buffer_is_freed_too() {
 fn dropping_gear_drops_and_frees_the_input() {
     let mut gear = load(&guest("(i64.const 0x0000_1234_0000_0000)"), GearConfig::default()).unwrap();
     let mut lines = Lines::default();
-    assert_eq!(gear.process(&example_msg(), &mut lines).unwrap(), None);
+    assert_eq!(process(&mut gear, &example_msg(), &mut lines).unwrap(), None);
     assert_eq!(lines.frees(), 1);
 }
 
@@ -123,17 +131,17 @@ fn infinite_loop_in_process_costs_one_message_not_the_gear() {
     let mut lines = Lines::default();
     let err = gear.process_bytes(&[0xee], &mut lines).unwrap_err();
     assert_eq!(err, GearError::Fault { call: cut("process"), fault: Fault::OutOfFuel });
-    assert_eq!(err.to_string(), "guest 'process' ran out of fuel");
+    assert_eq!(err.to_string(), "guest \"process\" ran out of fuel");
     assert!(err.rebuilds_instance());
     let msg = example_msg();
-    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+    assert_eq!(process(&mut gear, &msg, &mut lines).unwrap(), Some(msg));
 }
 
 #[test]
 fn infinite_loop_in_alloc_is_a_fault_of_alloc() {
     let spin = "(loop $l (br $l)) (i32.const 0)";
     let mut gear = load(&guest_with("1 16", spin, PACK_IN, ""), small_fuel()).unwrap();
-    let err = gear.process(&example_msg(), &mut Lines::default()).unwrap_err();
+    let err = process(&mut gear, &example_msg(), &mut Lines::default()).unwrap_err();
     assert_eq!(err, GearError::Fault { call: cut("alloc"), fault: Fault::OutOfFuel });
 }
 
@@ -158,7 +166,7 @@ fn memory_grow_bomb_fails_inside_the_guest_at_the_limit() {
     let mut gear = load(&guest_with("1", BUMP, &body, ""), config).unwrap();
     let mut lines = Lines::default();
     let msg = example_msg();
-    assert_eq!(gear.process(&msg, &mut lines).unwrap(), Some(msg));
+    assert_eq!(process(&mut gear, &msg, &mut lines).unwrap(), Some(msg));
     assert!(lines.0.contains(&(LogLevel::Info, "hello".into())), "{:?}", lines.0);
 }
 
@@ -194,13 +202,13 @@ fn bad_output_ranges_are_clean_errors_and_free_the_input() {
         let config = GearConfig { max_output_bytes: 4096, ..GearConfig::default() };
         let mut gear = load(&guest_with("1 1", BUMP, body, ""), config).unwrap();
         let mut lines = Lines::default();
-        assert_eq!(gear.process(&example_msg(), &mut lines).unwrap_err(), want);
+        assert_eq!(process(&mut gear, &example_msg(), &mut lines).unwrap_err(), want);
         assert_eq!(lines.frees(), 1, "input not freed for {body}");
     }
     // The last byte of memory is a valid one-byte output range (but not a fluxMsg).
     let last_byte = "(i64.const 0x0000_ffff_0000_0001)";
     let mut gear = load(&guest_with("1 1", BUMP, last_byte, ""), GearConfig::default()).unwrap();
-    let err = gear.process(&example_msg(), &mut Lines::default()).unwrap_err();
+    let err = process(&mut gear, &example_msg(), &mut Lines::default()).unwrap_err();
     assert!(matches!(err, GearError::InvalidOutput(_)), "{err:?}");
     assert!(err.to_string().starts_with("guest output is not a fluxMsg"));
 }
@@ -313,7 +321,7 @@ fn exports_are_checked_by_name_and_exact_type() {
     assert!(inspect(&module("alloc", ok_free, "handle", mem), &custom).is_ok());
     let wrong_entry = GearConfig { entrypoint: "process32".into(), ..GearConfig::default() };
     let err = inspect(&module("alloc", ok_free, "process", mem), &wrong_entry).unwrap_err();
-    assert_eq!(err.to_string(), "export 'process32' must be a function (i32, i32) -> i64");
+    assert_eq!(err.to_string(), "export \"process32\" must be a function (i32, i32) -> i64");
     let alloc64 = wat::parse_str(
         r#"(module (memory (export "memory") 1)
         (func (export "alloc") (param i64) (result i32) (i32.const 0)))"#,
@@ -429,4 +437,66 @@ fn input_size_limit_edge() {
 #[test]
 fn errors_stay_small() {
     assert!(core::mem::size_of::<GearError>() <= 128, "{}", core::mem::size_of::<GearError>());
+}
+
+#[test]
+fn long_multi_byte_import_names_are_cut_on_a_character_boundary() {
+    // "a" + 30 x "é" (2 bytes each): the cut at 48 bytes once fell inside a character.
+    let name: alloc::string::String = core::iter::once('a').chain(core::iter::repeat_n('é', 30)).collect();
+    for (module, field) in [("env", name.as_str()), (name.as_str(), "log"), (name.as_str(), name.as_str())] {
+        let text = format!(r#"(module (import "{module}" "{field}" (func)) (memory (export "memory") 1))"#);
+        let err = inspect(&wat::parse_str(text).unwrap(), &GearConfig::default()).unwrap_err();
+        let GearError::ForbiddenImport { import } = &err else { panic!("{err:?}") };
+        assert!(import.len() <= 48 && format!("{module}.{field}").starts_with(import.as_str()), "{import}");
+        assert_eq!(err.blame(), crate::Blame::Module);
+        // Control characters in a name are escaped in the message, never printed raw.
+        let _ = err.to_string();
+    }
+    let text = r#"(module (import "env" "x\1b[31m\0a" (func)) (memory (export "memory") 1))"#;
+    let err = inspect(&wat::parse_str(text).unwrap(), &GearConfig::default()).unwrap_err();
+    assert!(err.to_string().contains(r#"\u{1b}[31m\n"#), "{err}");
+}
+
+#[test]
+fn one_engine_compiles_each_module_once_and_rebuilds_from_it() {
+    let engine = GearEngine::default();
+    let module = trust_unverified(guest("(call $log (i32.const 1) (i32.const 32) (i32.const 5)) (unreachable)"));
+    let config = small_fuel();
+    let compiled = Compiled::new(&engine, &module, &config).unwrap();
+    assert_eq!(engine.compile_count(), 1);
+    assert_eq!(compiled.trust(), crate::verify::Trust::Unverified);
+    let mut gear = Gear::new(compiled, config.clone(), &mut Lines::default()).unwrap();
+    for _ in 0..3 {
+        // Each trap drops the instance; the next message rebuilds it from the same compile.
+        let err = gear.process_bytes(&[1], &mut Lines::default()).unwrap_err();
+        assert!(err.rebuilds_instance(), "{err}");
+    }
+    let second = Compiled::new(&engine, &trust_unverified(guest(PACK_IN)), &config).unwrap();
+    let _ = Gear::new(second, config, &mut Lines::default()).unwrap();
+    assert_eq!(engine.compile_count(), 2);
+}
+
+#[test]
+fn every_error_says_whose_fault_it_is() {
+    use crate::Blame;
+    let cases = [
+        (GearError::BadConfig { what: "x", limit: 1, got: 2 }, Blame::Config),
+        (GearError::NoMemoryExport, Blame::Module),
+        (GearError::fault("process", Fault::OutOfFuel), Blame::Guest),
+        (GearError::InvalidOutput(crate::message::MessageError::TrailingBytes { offset: 1 }), Blame::Guest),
+        (GearError::InputTooLarge { limit: 1, got: 2 }, Blame::Input),
+        (GearError::Instantiation { detail: cut("x") }, Blame::Host),
+    ];
+    for (err, blame) in cases {
+        assert_eq!(err.blame(), blame, "{err}");
+    }
+}
+
+#[test]
+fn config_zero_table_elements_is_refused_like_its_message_says() {
+    let config = GearConfig { max_table_elements: 0, ..GearConfig::default() };
+    assert_eq!(
+        config.check().unwrap_err().to_string(),
+        "max_table_elements is 0, it must be between 1 and 10000"
+    );
 }
