@@ -15,7 +15,9 @@ pub use fluxrig_testkit::hex;
 /// Longest a single `fluxrig` command may take in a test (under qemu included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The tutorial's Zig gear, as committed (see tests/data/README.md).
 pub const POLYGLOT: &[u8] = include_bytes!("../examples/polyglot/polyglot.wasm");
+/// The line the Zig gear logs for every message.
 pub const ZIG_LOG_LINE: &str = "Zig Wasm Gear: Processing message!";
 
 /// The signature vector `name` (tests/data/vectors/signatures.txt).
@@ -177,6 +179,7 @@ impl Run {
     }
 }
 
+/// The tutorial's `scenario.yaml`, word for word, for catalog module `hash`.
 pub fn tutorial_scenario(hash: &str, pages: u32) -> String {
     format!(
         r#"name: "Wasm Zig Demo"
@@ -204,6 +207,7 @@ pub fn tutorial_up_to_import(d: &Dir) -> String {
     import.stdout().trim().to_string()
 }
 
+/// A one-gear scenario for module `source`, with `extra` lines appended to its config.
 pub fn scenario_with(source: &str, extra: &str) -> String {
     format!("name: demo\nversion: '1'\ngears:\n  - name: f\n    type: wasm\n    config:\n      source: \"{source}\"\n{extra}")
 }
