@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-
 /// Wire format at the rack's edges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -212,7 +212,9 @@ fn budget(mib: Option<usize>) -> Result<usize> {
     match mib {
         None => Ok(plan::default_memory_budget()),
         Some(0) => Err(Error::Usage("--memory-budget-mib must be at least 1".into())),
-        Some(m) => m.checked_mul(1 << 20).ok_or_else(|| Error::Usage("--memory-budget-mib is too large".into())),
+        Some(m) => {
+            m.checked_mul(1 << 20).ok_or_else(|| Error::Usage("--memory-budget-mib is too large".into()))
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 use fluxrig_core::message::{FluxMsg, Hop, Uuid, Value};
 use serde_json::{Map, Number, Value as Json};
 
-use crate::error::{Error, Result};
 use crate::clock::{new_uuid_v7, unix_nanos};
+use crate::error::{Error, Result};
 
 const KEYS: [&str; 11] =
     ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "raw_text", "path", "ts"];
@@ -216,7 +216,9 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
         Some(_) => return Err(Error::invalid("'data' must be an object")),
     }
     let raw = text("raw")?
-        .map(|b64| unbase64(b64).ok_or_else(|| Error::invalid("'raw' is not base64 (use 'raw_text' for text)")))
+        .map(|b64| {
+            unbase64(b64).ok_or_else(|| Error::invalid("'raw' is not base64 (use 'raw_text' for text)"))
+        })
         .transpose()?;
     msg.raw = match (raw, text("raw_text")?) {
         // Both, as this module writes them: they must say the same.

@@ -36,7 +36,8 @@ pub fn pub_path(path: &Path) -> PathBuf {
 /// Makes a fresh random seed.
 fn fresh_key() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::invalid(format!("cannot get randomness for a key: {e}")))?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| Error::invalid(format!("cannot get randomness for a key: {e}")))?;
     SigningKey::from_seed(seed).map_err(|source| Error::Key { path: "(fresh key)".into(), source })
 }
 

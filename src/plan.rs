@@ -114,7 +114,8 @@ pub fn plan(scenario: Scenario, data_dir: &Path, checks: Checks, budget_bytes: u
                     None => catalog::load_source_unverified(data_dir, &source),
                 }
                 .map_err(|e| e.context(at()))?;
-                let compiled = admit_and_compile(&engine, &mut arena, &gear.name, &module, &config, budget_bytes)?;
+                let compiled =
+                    admit_and_compile(&engine, &mut arena, &gear.name, &module, &config, budget_bytes)?;
                 PlannedGear::Wasm { name: gear.name, compiled: Box::new(compiled), config }
             }
             GearKind::Generate { count, interval_ms, payload } => {

@@ -19,14 +19,14 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 
 use fluxrig_core::abi::LogLevel;
-use fluxrig_core::message::Uuid;
 use fluxrig_core::limits::MAX_QUEUED_MESSAGES;
+use fluxrig_core::message::Uuid;
 use fluxrig_core::rack::Slot;
 use fluxrig_core::verify::{sha256, Trust};
 use fluxrig_core::{Blame, Delivery, Entry, Gear, MsgBytes, Rack, RackSink};
 
-use crate::clock;
 use crate::cli::Format;
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::json;
 use crate::logger;
@@ -88,7 +88,10 @@ impl Stats {
         if !by_blame.is_empty() {
             text.push_str(&format!(" ({})", by_blame.join(", ")));
         }
-        text.push_str(&format!(", {} past the hop limit, {} refused by a full queue", self.hop_limit, self.queue_full));
+        text.push_str(&format!(
+            ", {} past the hop limit, {} refused by a full queue",
+            self.hop_limit, self.queue_full
+        ));
         text
     }
 }
@@ -114,10 +117,13 @@ impl Rig {
                 PlannedGear::Wasm { compiled, config, .. } => {
                     let hash = compiled.hash();
                     match compiled.trust() {
-                        Trust::ClusterSigned => {
-                            logger::info(&name, &format!("module {hash}: cluster signature and hash verified"))
+                        Trust::ClusterSigned => logger::info(
+                            &name,
+                            &format!("module {hash}: cluster signature and hash verified"),
+                        ),
+                        Trust::Unverified => {
+                            logger::warn(&name, &format!("module {hash}: UNVERIFIED, running anyway"))
                         }
-                        Trust::Unverified => logger::warn(&name, &format!("module {hash}: UNVERIFIED, running anyway")),
                     }
                     let mut sink = |level, line: &str| logger::guest(level, &name, line);
                     let gear = Gear::new(*compiled, config, &mut sink)
@@ -135,7 +141,10 @@ impl Rig {
         let gears = slots.iter().filter(|s| s.as_gear().is_some()).count();
         logger::info(
             "rack",
-            &format!("{gears} wasm gear(s) ready: {} module compile(s) on one engine", plan.engine.compile_count()),
+            &format!(
+                "{gears} wasm gear(s) ready: {} module compile(s) on one engine",
+                plan.engine.compile_count()
+            ),
         );
         let rack = Rack::new(slots, &plan.wires, MAX_QUEUED_MESSAGES).map_err(Error::Rack)?;
         Ok(Self { rack, names, generators })
@@ -241,7 +250,13 @@ impl RackSink for Output<'_> {
 
 /// Runs `plan` until every producer is done (or standard output closes), then returns
 /// the counters.
-pub fn run(plan: Plan, input: Format, output: Format, stdin: Box<dyn Read + Send>, stdout: Box<dyn Write>) -> Result<Stats> {
+pub fn run(
+    plan: Plan,
+    input: Format,
+    output: Format,
+    stdin: Box<dyn Read + Send>,
+    stdout: Box<dyn Write>,
+) -> Result<Stats> {
     let mut rig = Rig::start(plan)?;
     let (tx, rx) = mpsc::channel();
     let mut producers = 0;
@@ -260,8 +275,13 @@ pub fn run(plan: Plan, input: Format, output: Format, stdin: Box<dyn Read + Send
     }
     drop(tx);
     let names = rig.names.clone();
-    let mut out =
-        Output { names: &names, format: output, out: BufWriter::new(stdout), closed: false, stats: Stats::default() };
+    let mut out = Output {
+        names: &names,
+        format: output,
+        out: BufWriter::new(stdout),
+        closed: false,
+        stats: Stats::default(),
+    };
     while producers > 0 && !out.closed {
         let event = match rx.try_recv() {
             Ok(event) => event,

@@ -248,13 +248,18 @@ fn parse_endpoint<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
 /// Parses and checks a scenario: schema, gear names, wires.
 pub fn parse(text: &str) -> Result<Scenario> {
     if text.len() > MAX_SCENARIO_BYTES {
-        return Err(Error::invalid(format!("scenario is {} bytes, limit is {MAX_SCENARIO_BYTES}", text.len())));
+        return Err(Error::invalid(format!(
+            "scenario is {} bytes, limit is {MAX_SCENARIO_BYTES}",
+            text.len()
+        )));
     }
     let docs = YamlLoader::load_from_str(text).map_err(|e| Error::invalid(format!("not valid YAML: {e}")))?;
     let doc = match docs.as_slice() {
         [doc] if doc.as_hash().is_some() => doc,
         [] => return Err(Error::invalid("scenario is empty")),
-        [_] => return Err(Error::invalid("scenario must be a mapping with meta (or name, version) and gears")),
+        [_] => {
+            return Err(Error::invalid("scenario must be a mapping with meta (or name, version) and gears"))
+        }
         _ => return Err(Error::invalid("scenario holds more than one YAML document")),
     };
     let meta = &doc["meta"];

@@ -119,15 +119,18 @@ fn iterations(rounds: usize, budget_ns: f64, mut f: impl FnMut()) -> usize {
 
 /// A gear of about 16 KiB: the pass-through gear plus functions that are never called.
 fn gear_16k() -> Vec<u8> {
-    let mut text = String::from(PASS_THROUGH_WAT.trim_end().trim_end_matches(')'));
-    for i in 0..200 {
+    let body = PASS_THROUGH_WAT.trim_end();
+    let mut text = String::from(body.strip_suffix(')').unwrap());
+    text.push('\n');
+    for i in 0..640 {
         text.push_str(&format!(
-            "(func $f{i} (param i32) (result i32) (i32.add (i32.mul (local.get 0) (i32.const {i})) (i32.const 7)))\n"
+            "(func $f{i} (param i32) (result i32) (i32.xor (i32.add (i32.mul (local.get 0) (i32.const {i})) \
+             (i32.const 7)) (i32.shl (local.get 0) (i32.const 3))))\n"
         ));
     }
     text.push(')');
     let wasm = wat::parse_str(&text).unwrap();
-    assert!(wasm.len() >= 12 * 1024, "{}", wasm.len());
+    assert!((15 * 1024..=18 * 1024).contains(&wasm.len()), "{}", wasm.len());
     wasm
 }
 

@@ -44,7 +44,8 @@ pub struct Sig {
 /// `alloc(len) -> ptr`.
 pub const ALLOC_SIG: Sig = Sig { params: &[AbiType::I32], results: &[AbiType::I32], text: "(i32) -> i32" };
 /// `free(ptr, len)`.
-pub const FREE_SIG: Sig = Sig { params: &[AbiType::I32, AbiType::I32], results: &[], text: "(i32, i32) -> ()" };
+pub const FREE_SIG: Sig =
+    Sig { params: &[AbiType::I32, AbiType::I32], results: &[], text: "(i32, i32) -> ()" };
 /// `process(ptr, len) -> packed`.
 pub const PROCESS_SIG: Sig =
     Sig { params: &[AbiType::I32, AbiType::I32], results: &[AbiType::I64], text: "(i32, i32) -> i64" };

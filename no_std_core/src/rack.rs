@@ -215,7 +215,9 @@ impl Rack {
             }
         }
         let inputs = (0..slots.len())
-            .filter(|i| slots.get(*i).is_some_and(|s| s.gear.is_some()) && !wired_in.get(*i).copied().unwrap_or(true))
+            .filter(|i| {
+                slots.get(*i).is_some_and(|s| s.gear.is_some()) && !wired_in.get(*i).copied().unwrap_or(true)
+            })
             .collect();
         Ok(Self { slots, targets, inputs, max_queued })
     }

@@ -368,7 +368,10 @@ pub fn verify_vendor(module: &[u8], trusted: &[PublicKey]) -> Result<usize, Veri
 ///
 /// # Errors
 /// [`VerifyError::AlreadyCountersigned`] or a malformed module.
-pub fn countersign(vendor_signed: &[u8], cluster_key: &SigningKey) -> Result<(CatalogHash, Vec<u8>), VerifyError> {
+pub fn countersign(
+    vendor_signed: &[u8],
+    cluster_key: &SigningKey,
+) -> Result<(CatalogHash, Vec<u8>), VerifyError> {
     if has_cluster_signature(vendor_signed)? {
         return Err(VerifyError::AlreadyCountersigned);
     }
@@ -471,10 +474,7 @@ mod tests {
     use alloc::format;
 
     fn v(name: &str) -> Vec<u8> {
-        let text = include_str!("../../../shared/vectors/signatures.txt");
-        let line = text.lines().find(|l| l.starts_with(&format!("{name} = "))).unwrap();
-        let hex = line.split(" = ").nth(1).unwrap().trim();
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+        fluxrig_testkit::vectors::get("signatures.txt", name)
     }
 
     fn keys() -> (SigningKey, SigningKey) {

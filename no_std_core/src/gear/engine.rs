@@ -122,7 +122,11 @@ pub fn inspect(module: &[u8], config: &GearConfig) -> Result<ModuleShape, GearEr
     compile(&GearEngine::default(), module, config).map(|(_, shape)| shape)
 }
 
-fn compile(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<(Module, ModuleShape), GearError> {
+fn compile(
+    engine: &GearEngine,
+    bytes: &[u8],
+    config: &GearConfig,
+) -> Result<(Module, ModuleShape), GearError> {
     config.check()?;
     crate::section::check_framing(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
     engine.compiles.fetch_add(1, Ordering::Relaxed);
@@ -178,10 +182,19 @@ fn compile(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<(Mo
     });
     let (memory_export, initial_pages, maximum_pages) = memory.ok_or(GearError::NoMemoryExport)?;
     if initial_pages > u64::from(config.memory_limit_pages) {
-        return Err(GearError::InitialMemoryTooLarge { limit: config.memory_limit_pages, got: initial_pages });
+        return Err(GearError::InitialMemoryTooLarge {
+            limit: config.memory_limit_pages,
+            got: initial_pages,
+        });
     }
-    let shape =
-        ModuleShape { initial_pages, maximum_pages, alloc_export, imports_log, module_bytes: bytes.len(), memory_export };
+    let shape = ModuleShape {
+        initial_pages,
+        maximum_pages,
+        alloc_export,
+        imports_log,
+        module_bytes: bytes.len(),
+        memory_export,
+    };
     Ok((module, shape))
 }
 

@@ -285,7 +285,8 @@ impl Run<'_> {
         slot.copy_from_slice(input);
 
         let (process, config) = (self.live.process, self.config);
-        let result = self.call(process, &config.entrypoint, config.fuel.per_message, (ptr as i32, len as i32))?;
+        let result =
+            self.call(process, &config.entrypoint, config.fuel.per_message, (ptr as i32, len as i32))?;
         let (out_ptr, out_len) = match abi::unpack_result(result) {
             Returned::Drop => {
                 self.free(ptr, len)?;
@@ -295,7 +296,10 @@ impl Run<'_> {
         };
         if out_len as usize > self.config.max_output_bytes {
             self.free(ptr, len)?;
-            return Err(GearError::OutputTooLarge { limit: self.config.max_output_bytes, got: out_len as usize });
+            return Err(GearError::OutputTooLarge {
+                limit: self.config.max_output_bytes,
+                got: out_len as usize,
+            });
         }
         let data = memory.data(&self.live.store);
         let memory_len = data.len();

@@ -460,7 +460,8 @@ fn long_multi_byte_import_names_are_cut_on_a_character_boundary() {
 #[test]
 fn one_engine_compiles_each_module_once_and_rebuilds_from_it() {
     let engine = GearEngine::default();
-    let module = trust_unverified(guest("(call $log (i32.const 1) (i32.const 32) (i32.const 5)) (unreachable)"));
+    let module =
+        trust_unverified(guest("(call $log (i32.const 1) (i32.const 32) (i32.const 5)) (unreachable)"));
     let config = small_fuel();
     let compiled = Compiled::new(&engine, &module, &config).unwrap();
     assert_eq!(engine.compile_count(), 1);

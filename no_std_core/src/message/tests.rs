@@ -4,14 +4,10 @@ use super::*;
 use alloc::format;
 use alloc::vec;
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
+use fluxrig_testkit::unhex;
 
 fn vector(name: &str) -> Vec<u8> {
-    let text = include_str!("../../../../shared/vectors/fluxmsg.txt");
-    let line = text.lines().find(|l| l.starts_with(&format!("{name} = "))).unwrap();
-    unhex(line.split(" = ").nth(1).unwrap().trim())
+    fluxrig_testkit::vectors::get("fluxmsg.txt", name)
 }
 
 fn uuid(hex: &str) -> Uuid {

@@ -12,10 +12,8 @@ use alloc::vec;
 
 /// Every `name = hex` line of the shared vector file.
 fn vectors() -> Vec<(&'static str, Vec<u8>)> {
-    let text = include_str!("../../../../../shared/vectors/fluxmsg.txt");
-    let unhex = |s: &str| -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    };
+    let text = fluxrig_testkit::vectors::file("fluxmsg.txt");
+    let unhex = fluxrig_testkit::unhex;
     text.lines()
         .filter(|l| !l.starts_with('#') && l.contains(" = "))
         .map(|l| {
