@@ -189,6 +189,7 @@ fn call(c: &Call) -> Result<()> {
         }
         _ => {
             // An author's own local file: run as they asked, unverified, and say so.
+            logger::warn("call", &format!("running {} without checking its signatures", c.module));
             let bytes = catalog::read_module(Path::new(&c.module))?;
             verify::dangerous::trust_unverified(bytes)
         }

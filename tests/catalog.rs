@@ -26,7 +26,8 @@ fn shared_vectors_through_sign_and_import() {
     assert!(again.stderr().contains("already in the catalog"));
     // The 8-byte bare module has no gear exports: refused by name.
     d.write("bare.wasm", vector("vendor_signed_module"));
-    d.run(&["wasm", "import", "bare.wasm"], b"").fails(1, "module does not export 'alloc'");
+    d.run(&["wasm", "import", "bare.wasm"], b"")
+        .fails(1, "gear 'bare.wasm': module does not export \"alloc\"");
     d.run(&["wasm", "list"], b"").ok();
 }
 
@@ -64,7 +65,7 @@ fn wasm_call_runs_one_message() {
     assert!(!by_hash.stderr().contains("without checking"));
     d.write("picky.wasm", picky_gear());
     d.run(&["wasm", "call", "picky.wasm", "-m", "loop", "--fuel", "100000"], b"")
-        .fails(1, "gear: guest 'process' ran out of fuel");
+        .fails(1, "gear 'gear': guest \"process\" ran out of fuel");
     let dropped = d.run(&["wasm", "call", "picky.wasm", "-m", "drop"], b"");
     dropped.ok();
     assert_eq!(dropped.stdout(), "");

@@ -10,7 +10,8 @@ fn key_files_bad_and_good() {
     d.run(&["wasm", "sign", "m.wasm", "missing.key"], b"")
         .fails(1, "cannot read key file missing.key: no such file");
     d.write("short.key", [1u8; 31]);
-    d.run(&["wasm", "sign", "m.wasm", "short.key"], b"").fails(1, "short.key: key is 31 bytes");
+    d.run(&["wasm", "sign", "m.wasm", "short.key"], b"")
+        .fails(1, "short.key: key file is 31 bytes: expected 32 raw bytes");
     let mut mismatched = vector("vendor_key_file");
     mismatched[63] ^= 1;
     d.write("bad.key", mismatched);

@@ -12,4 +12,5 @@ mod catalog;
 mod keys;
 mod rack;
 mod scenario;
+mod trust;
 mod tutorial;

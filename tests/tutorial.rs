@@ -57,7 +57,10 @@ fn tutorial_flow_end_to_end() {
     let err = run.stderr();
     assert_eq!(err.matches(ZIG_LOG_LINE).count(), 2, "{err}");
     assert!(err.contains("INFO  my-zig-filter: Zig Wasm Gear: Processing message!"));
-    assert!(err.contains("stopped: 2 in, 2 out, 0 dropped by gears, 0 errors"), "{err}");
+    assert!(
+        err.contains("stopped: 2 in, 2 out, 0 dropped by gears, 0 failed, 0 past the hop limit"),
+        "{err}"
+    );
     assert!(d.files("data").iter().all(|f| !f.contains(".tmp")));
 }
 
@@ -84,7 +87,7 @@ fn help_on_every_command_and_usage_errors() {
         assert!(help.stdout().contains("Usage: fluxrig"), "{args:?}: {}", help.stdout());
     }
     let top = d.run(&["--help"], b"");
-    assert!(top.stdout().contains("3 signature or trust failure"));
+    assert!(top.stdout().contains("3 trust failure (signature or hash)"));
     assert!(d.run(&["wasm", "import", "--help"], b"").stdout().contains("--allow-unsigned"));
     assert!(d.run(&["run", "--help"], b"").stdout().contains("--data-dir"));
     let bad = d.run(&["wasm", "frobnicate"], b"");
