@@ -91,11 +91,12 @@ firmware() {
         "verified: cluster signature ok, catalog hash "
         "tampered copy refused: cluster signature does not match the cluster key"
         "default 16-page configuration refused: gear may need "
-        "admitted: 1-page gear needs at most "
-        "message 1: passed through"
-        "message 4: guest 'process' ran out of fuel"
-        "message 5: passed through"
-        "done: 4 passed, 1 ran out of fuel"
+        "admitted: two 1-page gears need at most "
+        "loaded: 2 gears, 2 compiles on one engine"
+        "message 1: passed through 2 gears"
+        "message 4: gear 0: guest \"process\" ran out of fuel"
+        "message 5: passed through 2 gears"
+        "done: 4 passed through 2 gears, 1 ran out of fuel"
     )
     for line in "${want[@]}"; do
         grep -qF -- "$line" "$log" || { echo "$name firmware did not print: $line" >&2; exit 1; }
@@ -131,11 +132,12 @@ checks them and rewrites this file from what it measured.
   the shared vectors, the CLI end to end with the tutorial flow) in the release profile
   under qemu-user. The tests compare signatures, CBOR and catalog hashes with the shared
   vectors byte for byte, so a passing big-endian MIPS run is byte-identical to x86.
-- Microcontrollers: `targets/firmware`, the core in a fixed 256 KiB heap arena with a
+- Microcontrollers: `targets/firmware`, the core in a fixed 512 KiB heap arena with a
   cluster-signed gear and the cluster public key embedded: verification (and a tampered
-  copy refused), admission against the arena (and a 16-page configuration refused), five
-  messages (one runs out of fuel, the next shows the rebuilt instance), printed over
-  semihosting and checked line by line.
+  copy refused), admission of two gears against the arena (and a 16-page configuration
+  refused), one compile per gear on one engine, the core's router wiring the two gears in
+  a chain, five messages through both (one runs out of fuel in the first gear, the next
+  shows the rebuilt instance), printed over semihosting and checked line by line.
 
 HEAD
     echo "| target | Rust target | toolchain | linker | runner | flags | measured |"
@@ -158,7 +160,7 @@ HEAD
             if [ "$kind" = gateway ]; then
                 measured="fluxrig $(kib "$a") ($a B); build + tests ${b}s"
             else
-                measured="flash $(kib "$a"), RAM $(kib "$b") (256 KiB arena included); ${c}s"
+                measured="flash $(kib "$a"), RAM $(kib "$b") (512 KiB arena included); ${c}s"
             fi
         fi
         echo "| $name | \`$triple\` | $tc | $ln | $rn | $fl | $measured |"
