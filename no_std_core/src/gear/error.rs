@@ -300,3 +300,6 @@ impl core::error::Error for GearError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
