@@ -436,7 +436,9 @@ fn input_size_limit_edge() {
 
 #[test]
 fn errors_stay_small() {
-    assert!(core::mem::size_of::<GearError>() <= 128, "{}", core::mem::size_of::<GearError>());
+    // 112 bytes on 64-bit hosts: the largest variants carry a 96-byte engine `Detail`.
+    // Kept inline rather than boxed so that reporting an error never allocates.
+    assert!(core::mem::size_of::<GearError>() <= 112, "{}", core::mem::size_of::<GearError>());
 }
 
 #[test]
