@@ -201,9 +201,10 @@ fn call(c: &Call) -> Result<()> {
         ..GearConfig::default()
     };
     let msg = json::from_line(&c.message)?;
+    let msg = MsgBytes::try_from_msg(&msg).map_err(|e| Error::invalid(format!("message: {e}")))?;
     let mut rig = Rig::start(plan::one_gear("gear", &module, config)?)?;
     let mut output = CallOutput { outcome: None };
-    rig.deliver(Entry::Inputs, MsgBytes::from_msg(&msg), &mut output);
+    rig.deliver(Entry::Inputs, msg, &mut output);
     let fuel = rig.rack().slots().first().and_then(|s| s.as_gear()).map_or(0, |g| g.last_fuel_used());
     eprintln!("fuel used: {fuel}");
     output.outcome.unwrap_or(Ok(()))

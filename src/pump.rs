@@ -59,8 +59,10 @@ pub fn json_lines(reader: impl Read, tx: &Sender<Event>) {
         if text.trim().is_empty() {
             continue;
         }
-        let event = match json::from_line(text) {
-            Ok(msg) => Event::Input(MsgBytes::from_msg(&msg)),
+        // A JSON message is held to the same limits as a CBOR one (hops, payload, size).
+        let event = match json::from_line(text).map(|msg| MsgBytes::try_from_msg(&msg)) {
+            Ok(Ok(msg)) => Event::Input(msg),
+            Ok(Err(e)) => Event::BadInput(format!("line {number}: {e}")),
             Err(e) => Event::BadInput(format!("line {number}: {e}")),
         };
         if tx.send(event).is_err() {

@@ -110,3 +110,23 @@ fn run_without_an_active_scenario_or_with_insecure_mode() {
     assert!(run.stderr().contains("--insecure: modules run without checking"));
     assert_eq!(run.stdout().lines().count(), 1);
 }
+
+#[test]
+fn a_json_message_over_the_hop_limit_is_refused_as_input() {
+    let d = Dir::new("json-limits");
+    let hash = import_unsigned(&d, "picky.wasm", &picky_gear());
+    d.write("s.yaml", scenario_with(&format!("snake://wasm_catalog/{hash}.wasm"), ""));
+    let hop =
+        r#"{"g":"00000000-0000-0000-0000-000000000000","p":"00000000-0000-0000-0000-000000000000","t":1}"#;
+    let path = |n: usize| vec![hop; n].join(",");
+    let input = format!(
+        "{{\"raw_text\":\"full\",\"path\":[{}]}}\n{{\"raw_text\":\"ok\",\"path\":[{}]}}\n",
+        path(65),
+        path(63)
+    );
+    let run = d.run(&["run", "--scenario", "s.yaml"], input.as_bytes());
+    run.ok();
+    assert!(run.stderr().contains("ERROR input: line 1: path has 65 hops, limit is 64"), "{}", run.stderr());
+    assert_eq!(run.stdout().lines().count(), 1);
+    assert!(run.stdout().contains("\"raw_text\":\"ok\""));
+}
