@@ -9,7 +9,7 @@
 //! `memory_limit_pages`, `fuel_per_message`) and `generate` (port `out`; config `count`,
 //! `interval_ms`, `payload`).
 //!
-//! [`parse`] checks the schema, names and wires; [`crate::rack::Plan`] then resolves
+//! [`parse`] checks the schema, names and wires; [`crate::plan::plan`] then resolves
 //! sources and checks signatures, shapes and the memory budget, before anything is
 //! written or run.
 

@@ -112,7 +112,7 @@ pub const FLAG_SYNC_PROBE: u32 = 1;
 /// Why bytes are not a valid fluxMsg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageError {
-    /// The input is larger than [`MAX_ENCODED_MESSAGE_BYTES`].
+    /// The input is larger than [`crate::limits::MAX_ENCODED_MESSAGE_BYTES`].
     MessageTooLarge {
         /// The limit, in bytes.
         limit: usize,
@@ -153,21 +153,21 @@ pub enum MessageError {
         /// Its length.
         got: usize,
     },
-    /// More hops than [`MAX_HOPS`].
+    /// More hops than [`crate::limits::MAX_HOPS`].
     TooManyHops {
         /// The limit.
         limit: usize,
         /// The number found (counted up to the first one past the limit).
         got: usize,
     },
-    /// `raw` + `meta` + text and bytes in `data` exceed [`MAX_PAYLOAD_BYTES`].
+    /// `raw` + `meta` + text and bytes in `data` exceed [`crate::limits::MAX_PAYLOAD_BYTES`].
     PayloadTooLarge {
         /// The limit, in bytes.
         limit: usize,
         /// The size found, in bytes.
         got: usize,
     },
-    /// `data` nests deeper than [`MAX_DATA_DEPTH`].
+    /// `data` nests deeper than [`crate::limits::MAX_DATA_DEPTH`].
     TooDeep {
         /// The limit, in levels.
         limit: usize,
