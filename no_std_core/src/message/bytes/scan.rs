@@ -18,17 +18,13 @@
 //! and irrelevant for invalid input. Tested against the decoder by `bytes/tests.rs` and
 //! `tests/msgbytes.rs` (seeded mutations: check and decode agree, errors included).
 
-use alloc::vec::Vec;
-
 use super::super::{MessageError, Uuid, NIL_UUID};
 use crate::limits::{MAX_DATA_DEPTH, MAX_HOPS, MAX_PAYLOAD_BYTES};
+#[cfg(test)]
+pub(super) use keys::FEW_KEYS;
+use keys::{Key, Keys, HOP_KEYS, KEYS};
 
-/// The top-level keys in the order fluxrig writes them.
-const KEYS: [&[u8]; 10] =
-    [b"id", b"ref_id", b"trace", b"src_id", b"meta", b"data", b"flags", b"raw", b"path", b"ts"];
-
-/// The keys of a hop in the order fluxrig writes them.
-const HOP_KEYS: [&[u8]; 3] = [b"g", b"p", b"t"];
+mod keys;
 
 const NULL: u8 = 0xf6;
 const UNDEFINED: u8 = 0xf7;
@@ -54,55 +50,6 @@ pub(super) fn scan(window: &[u8]) -> Result<(Layout, usize, bool), MessageError>
     let mut s = Scan { input: window, pos: 0, payload: 0, canonical: true };
     let layout = s.message()?;
     Ok((layout, s.pos, s.canonical))
-}
-
-/// The keys of one `meta` or `data` map, for the duplicate check after the map is read
-/// (after, as in `decode.rs`, so errors come in the same order). Keys are compared as bytes:
-/// they were checked as UTF-8, and byte equality and order are `str` equality and order.
-#[allow(clippy::large_enum_variant)] // 264 bytes on the stack on purpose: no heap for small maps
-enum Keys<'b> {
-    Few { keys: [&'b [u8]; FEW_KEYS], n: usize, dup: bool },
-    Many(Vec<&'b [u8]>),
-}
-
-/// Up to this many keys are compared pairwise on the stack.
-pub(super) const FEW_KEYS: usize = 16;
-
-impl<'b> Keys<'b> {
-    fn new(len: u64) -> Self {
-        if len <= FEW_KEYS as u64 {
-            Self::Few { keys: [&[]; FEW_KEYS], n: 0, dup: false }
-        } else {
-            Self::Many(Vec::new())
-        }
-    }
-
-    fn push(&mut self, key: &'b [u8]) {
-        match self {
-            Self::Few { keys, n, dup } => {
-                *dup |= keys.get(..*n).is_some_and(|seen| seen.contains(&key));
-                if let Some(slot) = keys.get_mut(*n) {
-                    *slot = key;
-                    *n += 1;
-                }
-            }
-            Self::Many(keys) => keys.push(key),
-        }
-    }
-
-    fn check(self, field: &'static str) -> Result<(), MessageError> {
-        let dup = match self {
-            Self::Few { dup, .. } => dup,
-            Self::Many(mut keys) => {
-                keys.sort_unstable();
-                keys.iter().zip(keys.iter().skip(1)).any(|(a, b)| a == b)
-            }
-        };
-        if dup {
-            return Err(MessageError::DuplicateKey { field });
-        }
-        Ok(())
-    }
 }
 
 /// The first `N` bytes of `rest`, if there are that many.
@@ -199,26 +146,25 @@ impl<'b> Scan<'b> {
         self.text_at(b, field)
     }
 
-    /// Reads a text key and returns its index in `known`, trying `expect` (where the
-    /// encoder puts it) first; `None` for a key not in `known`.
-    fn key(
-        &mut self,
-        field: &'static str,
-        known: &[&[u8]],
-        expect: u64,
-    ) -> Result<Option<usize>, MessageError> {
+    /// Reads a text key and returns its index in `known`, trying `at` (where the encoder
+    /// puts it) first, as one 8-byte compare; `None` for a key not in `known`.
+    fn key(&mut self, field: &'static str, known: &[Key], at: u64) -> Result<Option<usize>, MessageError> {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
+        if let Some(k) = known.get(at) {
+            let next = self.input.get(self.pos..).and_then(be::<8>).map(u64::from_le_bytes);
+            if next.is_some_and(|w| w & k.mask == k.word) {
+                self.pos += k.len;
+                return Ok(Some(at));
+            }
+        }
         let malformed = self.malformed(field);
         let b = self.peek(field)?;
-        let key = self.string(b, TEXT, field)?;
-        let expect = usize::try_from(expect).unwrap_or(usize::MAX);
-        if known.get(expect) == Some(&key) {
-            return Ok(Some(expect));
-        }
-        if let Some(index) = known.iter().position(|k| *k == key) {
+        let text = self.string(b, TEXT, field)?;
+        if let Some(index) = known.iter().position(|k| k.text == text) {
             return Ok(Some(index));
         }
         // Known keys are ASCII; any other key must still be UTF-8.
-        if core::str::from_utf8(key).is_err() {
+        if core::str::from_utf8(text).is_err() {
             return Err(malformed);
         }
         Ok(None)
@@ -245,6 +191,13 @@ impl<'b> Scan<'b> {
     }
 
     fn uuid(&mut self, field: &'static str) -> Result<Uuid, MessageError> {
+        // As the encoder writes it: 0x50 and 16 bytes.
+        if let Some((&0x50, rest)) = self.input.get(self.pos..).and_then(<[u8]>::split_first) {
+            if let Some(id) = be::<16>(rest) {
+                self.pos += 17;
+                return Ok(id);
+            }
+        }
         let Some(b) = self.null(field, false)? else {
             return Ok(NIL_UUID);
         };
@@ -274,8 +227,7 @@ impl<'b> Scan<'b> {
 
     /// Moves past an item of `len` bytes that must all be there.
     fn skip(&mut self, len: usize, field: &'static str) -> Result<(), MessageError> {
-        let malformed = self.malformed(field);
-        self.input.get(self.pos..self.pos + len).ok_or(malformed)?;
+        self.input.get(self.pos..self.pos + len).ok_or(self.malformed(field))?;
         self.pos += len;
         Ok(())
     }
