@@ -21,7 +21,7 @@
 //!
 //! Duplicate keys in `meta` and `data` are found without allocating for maps of up to 16
 //! entries (borrowed keys compared pairwise, at most 120 comparisons); larger maps collect
-//! borrowed `&str` keys into one `Vec` and sort it, O(n log n), never a quadratic scan. A
+//! borrowed `&[u8]` keys into one `Vec` and sort it, O(n log n), never a quadratic scan. A
 //! hostile map of 100k keys costs a 1.6 MB vector and a sort; the worst case, 4 MiB of
 //! 2-byte entries `"": null`, costs 32 MiB (16 bytes a key; `FluxMsg::decode` needs several
 //! times that for the same input, so this stays below the decoder it replaces).

@@ -1,16 +1,39 @@
-//! The checking walk behind [`MsgBytes`](super::MsgBytes): `decode.rs`'s `Reader` call for
-//! call, building nothing, noting whether every byte is what the encoder would write.
-
-use alloc::vec::Vec;
-
-use minicbor::data::Type;
-use minicbor::Decoder;
+//! The checking walk behind [`MsgBytes`](super::MsgBytes): a hand-written CBOR scanner over
+//! `&[u8]` that follows `decode.rs`'s `Reader` call for call, building nothing, and notes
+//! whether every byte is what the encoder would write.
+//!
+//! Contract: on every input, [`scan`] fails with exactly the [`MessageError`] (variant,
+//! field, offset) that `FluxMsg::decode_prefix` gives on the same window, or succeeds where
+//! it succeeds and ends at the same offset. To keep that, it reproduces the parts of
+//! minicbor 2.3's `Decoder` the reader relies on:
+//! - `datatype` (the reader's `peek`): no byte, or 0x38..=0x3b without a next byte, is
+//!   `Malformed`; 0xc0..=0xdb is `Tagged`; 0x5f, 0x7f, 0x9f, 0xbf are `IndefiniteLength`;
+//!   every other byte (0xdc..=0xdf and reserved infos included) passes to the read.
+//! - `int`, `bytes`, `str`, `map`, `array`: the major type must match, the head may have any
+//!   width (infos 28..=31 are refused), a length must fit in the input, text must be UTF-8
+//!   (`core::str::from_utf8`); any failure is `Malformed` at the item's first byte.
+//! - floats: 0xf9, 0xfa, 0xfb need 2, 4, 8 more bytes; `null` and `undefined` are one byte.
+//!
+//! Canonical means what `bytes.rs`'s module doc lists; the verdict is exact for valid input
+//! and irrelevant for invalid input. Tested against the decoder by `bytes/tests.rs` and
+//! `tests/msgbytes.rs` (seeded mutations: check and decode agree, errors included).
 
 use super::super::{MessageError, Uuid, NIL_UUID};
 use crate::limits::{MAX_DATA_DEPTH, MAX_HOPS, MAX_PAYLOAD_BYTES};
+#[cfg(test)]
+pub(super) use keys::FEW_KEYS;
+use keys::{Key, Keys, HOP_KEYS, KEYS};
 
-/// The top-level keys in the order fluxrig writes them.
-const KEYS: [&str; 10] = ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "path", "ts"];
+mod keys;
+
+const NULL: u8 = 0xf6;
+const UNDEFINED: u8 = 0xf7;
+
+/// Major types, as `initial byte >> 5`.
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
 
 /// What the walk learns about a message.
 #[derive(Default)]
@@ -24,93 +47,127 @@ pub(super) struct Layout {
 
 /// Walks one message; returns its layout, its end offset and whether it is canonical.
 pub(super) fn scan(window: &[u8]) -> Result<(Layout, usize, bool), MessageError> {
-    let mut s = Scan { d: Decoder::new(window), payload: 0, canonical: true };
+    let mut s = Scan { input: window, pos: 0, payload: 0, canonical: true };
     let layout = s.message()?;
-    Ok((layout, s.d.position(), s.canonical))
+    Ok((layout, s.pos, s.canonical))
 }
 
-/// The keys of one `meta` or `data` map, for the duplicate check after the map is read
-/// (after, as in `decode.rs`, so errors come in the same order).
-#[allow(clippy::large_enum_variant)] // 264 bytes on the stack on purpose: no heap for small maps
-enum Keys<'b> {
-    Few { keys: [&'b str; FEW_KEYS], n: usize, dup: bool },
-    Many(Vec<&'b str>),
+/// The first `N` bytes of `rest`, if there are that many.
+fn be<const N: usize>(rest: &[u8]) -> Option<[u8; N]> {
+    rest.get(..N)?.try_into().ok()
 }
 
-/// Up to this many keys are compared pairwise on the stack.
-pub(super) const FEW_KEYS: usize = 16;
-
-impl<'b> Keys<'b> {
-    fn new(len: u64) -> Self {
-        if len <= FEW_KEYS as u64 {
-            Self::Few { keys: [""; FEW_KEYS], n: 0, dup: false }
-        } else {
-            Self::Many(Vec::new())
-        }
-    }
-
-    fn push(&mut self, key: &'b str) {
-        match self {
-            Self::Few { keys, n, dup } => {
-                *dup |= keys.get(..*n).is_some_and(|seen| seen.contains(&key));
-                if let Some(slot) = keys.get_mut(*n) {
-                    *slot = key;
-                    *n += 1;
-                }
-            }
-            Self::Many(keys) => keys.push(key),
-        }
-    }
-
-    fn check(self, field: &'static str) -> Result<(), MessageError> {
-        let dup = match self {
-            Self::Few { dup, .. } => dup,
-            Self::Many(mut keys) => {
-                keys.sort_unstable();
-                keys.iter().zip(keys.iter().skip(1)).any(|(a, b)| a == b)
-            }
-        };
-        if dup {
-            return Err(MessageError::DuplicateKey { field });
-        }
-        Ok(())
-    }
-}
-
-/// The checking walk: `decode.rs`'s `Reader` call for call, building nothing, and noting
-/// whether every byte is what the encoder would write.
+/// The checking walk: a cursor over the window, the payload so far, and the verdict.
 struct Scan<'b> {
-    d: Decoder<'b>,
+    input: &'b [u8],
+    pos: usize,
     payload: usize,
     canonical: bool,
 }
 
 impl<'b> Scan<'b> {
-    fn peek(&self, field: &'static str) -> Result<Type, MessageError> {
-        let offset = self.d.position();
-        match self.d.datatype() {
-            Ok(Type::Tag) => Err(MessageError::Tagged { offset }),
-            Ok(Type::BytesIndef | Type::StringIndef | Type::ArrayIndef | Type::MapIndef) => {
-                Err(MessageError::IndefiniteLength { offset })
+    fn malformed(&self, field: &'static str) -> MessageError {
+        MessageError::Malformed { field, offset: self.pos }
+    }
+
+    /// Returns the initial byte of the next item, refusing what minicbor's `datatype` does
+    /// (see the module doc) without moving.
+    fn peek(&self, field: &'static str) -> Result<u8, MessageError> {
+        let offset = self.pos;
+        let Some(&b) = self.input.get(offset) else {
+            return Err(MessageError::Malformed { field, offset });
+        };
+        match b {
+            0xc0..=0xdb => Err(MessageError::Tagged { offset }),
+            0x5f | 0x7f | 0x9f | 0xbf => Err(MessageError::IndefiniteLength { offset }),
+            0x38..=0x3b if self.input.get(offset + 1).is_none() => {
+                Err(MessageError::Malformed { field, offset })
             }
-            Ok(t) => Ok(t),
-            Err(_) => Err(MessageError::Malformed { field, offset }),
+            _ => Ok(b),
         }
     }
 
-    /// Notes whether the head at the current position is the shortest for its value.
-    fn shortest(&mut self) {
-        let at = self.d.position();
-        let input = self.d.input();
-        let ok = match input.get(at).map(|b| b & 0x1f) {
-            Some(0..=23) => true,
-            Some(24) => input.get(at + 1).is_some_and(|v| *v >= 24),
-            Some(25) => input.get(at + 1).is_some_and(|v| *v != 0),
-            Some(26) => input.get(at + 1..at + 3).is_some_and(|v| v != [0, 0]),
-            Some(27) => input.get(at + 1..at + 5).is_some_and(|v| v != [0, 0, 0, 0]),
-            _ => false,
+    /// Reads the head whose initial byte `b` was peeked, which must be of major type
+    /// `major`; returns its argument and notes whether the head is the shortest.
+    fn head(&mut self, b: u8, major: u8, field: &'static str) -> Result<u64, MessageError> {
+        let malformed = self.malformed(field);
+        if b >> 5 != major {
+            return Err(malformed);
+        }
+        let rest = self.input.get(self.pos + 1..).ok_or(malformed)?;
+        let (arg, len, shortest) = match b & 0x1f {
+            n @ 0..=23 => (u64::from(n), 1, true),
+            24 => {
+                let v = u64::from(*rest.first().ok_or(malformed)?);
+                (v, 2, v >= 24)
+            }
+            25 => {
+                let v = u64::from(u16::from_be_bytes(be(rest).ok_or(malformed)?));
+                (v, 3, v > 0xff)
+            }
+            26 => {
+                let v = u64::from(u32::from_be_bytes(be(rest).ok_or(malformed)?));
+                (v, 5, v > 0xffff)
+            }
+            27 => {
+                let v = u64::from_be_bytes(be(rest).ok_or(malformed)?);
+                (v, 9, v > 0xffff_ffff)
+            }
+            _ => return Err(malformed),
         };
-        self.canonical &= ok;
+        self.canonical &= shortest;
+        self.pos += len;
+        Ok(arg)
+    }
+
+    /// Reads a byte or text string (major `major`) whose initial byte `b` was peeked, without
+    /// checking text as UTF-8.
+    fn string(&mut self, b: u8, major: u8, field: &'static str) -> Result<&'b [u8], MessageError> {
+        let malformed = self.malformed(field);
+        let n = self.head(b, major, field)?;
+        let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)).ok_or(malformed)?;
+        let s = self.input.get(self.pos..end).ok_or(malformed)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// Reads a text string whose initial byte `b` was peeked.
+    fn text_at(&mut self, b: u8, field: &'static str) -> Result<&'b [u8], MessageError> {
+        let malformed = self.malformed(field);
+        let s = self.string(b, TEXT, field)?;
+        if core::str::from_utf8(s).is_err() {
+            return Err(malformed);
+        }
+        Ok(s)
+    }
+
+    fn text(&mut self, field: &'static str) -> Result<&'b [u8], MessageError> {
+        let b = self.peek(field)?;
+        self.text_at(b, field)
+    }
+
+    /// Reads a text key and returns its index in `known`, trying `at` (where the encoder
+    /// puts it) first, as one 8-byte compare; `None` for a key not in `known`.
+    fn key(&mut self, field: &'static str, known: &[Key], at: u64) -> Result<Option<usize>, MessageError> {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
+        if let Some(k) = known.get(at) {
+            let next = self.input.get(self.pos..).and_then(be::<8>).map(u64::from_le_bytes);
+            if next.is_some_and(|w| w & k.mask == k.word) {
+                self.pos += k.len;
+                return Ok(Some(at));
+            }
+        }
+        let malformed = self.malformed(field);
+        let b = self.peek(field)?;
+        let text = self.string(b, TEXT, field)?;
+        if let Some(index) = known.iter().position(|k| k.text == text) {
+            return Ok(Some(index));
+        }
+        // Known keys are ASCII; any other key must still be UTF-8.
+        if core::str::from_utf8(text).is_err() {
+            return Err(malformed);
+        }
+        Ok(None)
     }
 
     fn add_payload(&mut self, n: usize) -> Result<(), MessageError> {
@@ -121,81 +178,68 @@ impl<'b> Scan<'b> {
         Ok(())
     }
 
-    /// Reads `null` if it is next; `canonical` says whether the encoder writes `null` here.
-    fn null(&mut self, field: &'static str, canonical: bool) -> Result<bool, MessageError> {
-        let offset = self.d.position();
-        match self.peek(field)? {
-            t @ (Type::Null | Type::Undefined) => {
-                self.canonical &= canonical && t == Type::Null;
-                self.d.skip().map_err(|_| MessageError::Malformed { field, offset })?;
-                Ok(true)
-            }
-            _ => Ok(false),
+    /// Reads `null` (or `undefined`) if it is next and returns `None`; otherwise returns the
+    /// peeked initial byte. `canonical` says whether the encoder writes `null` here.
+    fn null(&mut self, field: &'static str, canonical: bool) -> Result<Option<u8>, MessageError> {
+        let b = self.peek(field)?;
+        if b == NULL || b == UNDEFINED {
+            self.canonical &= canonical && b == NULL;
+            self.pos += 1;
+            return Ok(None);
         }
-    }
-
-    fn map_len(&mut self, field: &'static str) -> Result<u64, MessageError> {
-        let offset = self.d.position();
-        self.peek(field)?;
-        self.shortest();
-        match self.d.map() {
-            Ok(Some(n)) => Ok(n),
-            _ => Err(MessageError::Malformed { field, offset }),
-        }
-    }
-
-    fn array_len(&mut self, field: &'static str) -> Result<u64, MessageError> {
-        let offset = self.d.position();
-        self.peek(field)?;
-        self.shortest();
-        match self.d.array() {
-            Ok(Some(n)) => Ok(n),
-            _ => Err(MessageError::Malformed { field, offset }),
-        }
-    }
-
-    fn text(&mut self, field: &'static str) -> Result<&'b str, MessageError> {
-        let offset = self.d.position();
-        self.peek(field)?;
-        self.shortest();
-        self.d.str().map_err(|_| MessageError::Malformed { field, offset })
-    }
-
-    fn bytes(&mut self, field: &'static str) -> Result<&'b [u8], MessageError> {
-        let offset = self.d.position();
-        self.peek(field)?;
-        self.shortest();
-        self.d.bytes().map_err(|_| MessageError::Malformed { field, offset })
+        Ok(Some(b))
     }
 
     fn uuid(&mut self, field: &'static str) -> Result<Uuid, MessageError> {
-        if self.null(field, false)? {
-            return Ok(NIL_UUID);
+        // As the encoder writes it: 0x50 and 16 bytes.
+        if let Some((&0x50, rest)) = self.input.get(self.pos..).and_then(<[u8]>::split_first) {
+            if let Some(id) = be::<16>(rest) {
+                self.pos += 17;
+                return Ok(id);
+            }
         }
-        let b = self.bytes(field)?;
-        b.try_into().map_err(|_| MessageError::BadUuid { field, got: b.len() })
+        let Some(b) = self.null(field, false)? else {
+            return Ok(NIL_UUID);
+        };
+        let s = self.string(b, BYTES, field)?;
+        s.try_into().map_err(|_| MessageError::BadUuid { field, got: s.len() })
+    }
+
+    /// Reads an integer whose initial byte `b` was peeked.
+    fn int_at(&mut self, b: u8, field: &'static str) -> Result<i128, MessageError> {
+        let major = b >> 5;
+        if major > 1 {
+            return Err(self.malformed(field));
+        }
+        let arg = i128::from(self.head(b, major, field)?);
+        Ok(if major == 0 { arg } else { -1 - arg })
     }
 
     fn int(&mut self, field: &'static str) -> Result<i128, MessageError> {
-        let offset = self.d.position();
-        self.peek(field)?;
-        self.shortest();
-        self.d.int().map(i128::from).map_err(|_| MessageError::Malformed { field, offset })
+        let b = self.peek(field)?;
+        self.int_at(b, field)
     }
 
     fn i64(&mut self, field: &'static str) -> Result<i64, MessageError> {
-        let offset = self.d.position();
-        i64::try_from(self.int(field)?).map_err(|_| MessageError::Malformed { field, offset })
+        let malformed = self.malformed(field);
+        i64::try_from(self.int(field)?).map_err(|_| malformed)
+    }
+
+    /// Moves past an item of `len` bytes that must all be there.
+    fn skip(&mut self, len: usize, field: &'static str) -> Result<(), MessageError> {
+        self.input.get(self.pos..self.pos + len).ok_or(self.malformed(field))?;
+        self.pos += len;
+        Ok(())
     }
 
     fn message(&mut self) -> Result<Layout, MessageError> {
         let mut out = Layout::default();
         let mut seen = [false; KEYS.len()];
-        let n = self.map_len("message")?;
+        let b = self.peek("message")?;
+        let n = self.head(b, MAP, "message")?;
         self.canonical &= n == KEYS.len() as u64;
         for i in 0..n {
-            let key = self.text("message key")?;
-            let Some(index) = KEYS.iter().position(|k| *k == key) else {
+            let Some(index) = self.key("message key", &KEYS, i)? else {
                 self.canonical = false;
                 self.value("unknown key", 0)?;
                 continue;
@@ -208,28 +252,27 @@ impl<'b> Scan<'b> {
                 0 => out.id = self.uuid("id")?,
                 1 => _ = self.uuid("ref_id")?,
                 2 => {
-                    if !self.null("trace", false)? {
-                        self.text("trace")?;
+                    if let Some(b) = self.null("trace", false)? {
+                        self.text_at(b, "trace")?;
                     }
                 }
                 3 => _ = self.uuid("src_id")?,
                 4 => self.meta()?,
                 5 => self.data()?,
                 6 => {
-                    let offset = self.d.position();
-                    out.flags = u32::try_from(self.int("flags")?)
-                        .map_err(|_| MessageError::Malformed { field: "flags", offset })?;
+                    let malformed = self.malformed("flags");
+                    out.flags = u32::try_from(self.int("flags")?).map_err(|_| malformed)?;
                 }
                 7 => {
-                    if !self.null("raw", true)? {
-                        let raw = self.bytes("raw")?;
+                    if let Some(b) = self.null("raw", true)? {
+                        let raw = self.string(b, BYTES, "raw")?;
                         self.add_payload(raw.len())?;
                     }
                 }
                 8 => {
-                    out.path_at = self.d.position();
+                    out.path_at = self.pos;
                     out.hops = self.path()?;
-                    out.path_end = self.d.position();
+                    out.path_end = self.pos;
                 }
                 _ => _ = self.i64("ts")?,
             }
@@ -238,10 +281,10 @@ impl<'b> Scan<'b> {
     }
 
     fn meta(&mut self) -> Result<(), MessageError> {
-        if self.null("meta", true)? {
+        let Some(b) = self.null("meta", true)? else {
             return Ok(());
-        }
-        let n = self.map_len("meta")?;
+        };
+        let n = self.head(b, MAP, "meta")?;
         let mut keys = Keys::new(n);
         for _ in 0..n {
             let k = self.text("meta")?;
@@ -253,10 +296,10 @@ impl<'b> Scan<'b> {
     }
 
     fn data(&mut self) -> Result<(), MessageError> {
-        if self.null("data", true)? {
+        let Some(b) = self.null("data", true)? else {
             return Ok(());
-        }
-        let n = self.map_len("data")?;
+        };
+        let n = self.head(b, MAP, "data")?;
         let mut keys = Keys::new(n);
         for _ in 0..n {
             let k = self.text("data")?;
@@ -271,66 +314,56 @@ impl<'b> Scan<'b> {
         if depth > MAX_DATA_DEPTH {
             return Err(MessageError::TooDeep { limit: MAX_DATA_DEPTH });
         }
-        let offset = self.d.position();
-        let malformed = MessageError::Malformed { field, offset };
-        match self.peek(field)? {
-            t @ (Type::Null | Type::Undefined) => {
-                self.canonical &= t == Type::Null;
-                self.d.skip().map_err(|_| malformed)?;
+        let b = self.peek(field)?;
+        match b {
+            NULL | UNDEFINED => {
+                self.canonical &= b == NULL;
+                self.pos += 1;
             }
-            Type::Bool => _ = self.d.bool().map_err(|_| malformed)?,
-            Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64
-            | Type::Int => _ = self.int(field)?,
-            Type::F16 => {
-                // The encoder writes every float as float64.
+            0xf4 | 0xf5 => self.pos += 1,
+            0x00..=0x3f => _ = self.int_at(b, field)?,
+            // The encoder writes every float as float64.
+            0xf9 => {
                 self.canonical = false;
-                self.d.input().get(offset + 1..offset + 3).ok_or(malformed)?;
-                self.d.set_position(offset + 3);
+                self.skip(3, field)?;
             }
-            Type::F32 => {
+            0xfa => {
                 self.canonical = false;
-                self.d.f32().map_err(|_| malformed)?;
+                self.skip(5, field)?;
             }
-            Type::F64 => _ = self.d.f64().map_err(|_| malformed)?,
-            Type::String => {
-                let s = self.text(field)?;
+            0xfb => self.skip(9, field)?,
+            0x40..=0x5f => {
+                let s = self.string(b, BYTES, field)?;
                 self.add_payload(s.len())?;
             }
-            Type::Bytes => {
-                let b = self.bytes(field)?;
-                self.add_payload(b.len())?;
+            0x60..=0x7f => {
+                let s = self.text_at(b, field)?;
+                self.add_payload(s.len())?;
             }
-            Type::Array => {
-                let n = self.array_len(field)?;
+            0x80..=0x9f => {
+                let n = self.head(b, ARRAY, field)?;
                 for _ in 0..n {
                     self.value(field, depth + 1)?;
                 }
             }
-            Type::Map => {
-                let n = self.map_len(field)?;
+            0xa0..=0xbf => {
+                let n = self.head(b, MAP, field)?;
                 for _ in 0..n {
                     self.value(field, depth + 1)?;
                     self.value(field, depth + 1)?;
                 }
             }
-            _ => return Err(malformed),
+            _ => return Err(self.malformed(field)),
         }
         Ok(())
     }
 
     /// Walks `path`; returns its hop count.
     fn path(&mut self) -> Result<usize, MessageError> {
-        if self.null("path", true)? {
+        let Some(b) = self.null("path", true)? else {
             return Ok(0);
-        }
-        let n = self.array_len("path")?;
+        };
+        let n = self.head(b, ARRAY, "path")?;
         let hops = usize::try_from(n).unwrap_or(usize::MAX);
         if hops > MAX_HOPS {
             return Err(MessageError::TooManyHops { limit: MAX_HOPS, got: hops });
@@ -342,22 +375,18 @@ impl<'b> Scan<'b> {
     }
 
     fn hop(&mut self) -> Result<(), MessageError> {
-        let mut seen = [false; 3];
-        let n = self.map_len("path")?;
-        self.canonical &= n == 3;
+        let mut seen = [false; HOP_KEYS.len()];
+        let b = self.peek("path")?;
+        let n = self.head(b, MAP, "path")?;
+        self.canonical &= n == HOP_KEYS.len() as u64;
         for i in 0..n {
-            let index = match self.text("path")? {
-                "g" => 0,
-                "p" => 1,
-                "t" => 2,
-                _ => {
-                    self.canonical = false;
-                    self.value("path", 1)?;
-                    continue;
-                }
+            let Some(index) = self.key("path", &HOP_KEYS, i)? else {
+                self.canonical = false;
+                self.value("path", 1)?;
+                continue;
             };
-            self.canonical &= index == i;
-            if seen.get_mut(index as usize).is_some_and(|s| core::mem::replace(s, true)) {
+            self.canonical &= index as u64 == i;
+            if seen.get_mut(index).is_some_and(|s| core::mem::replace(s, true)) {
                 return Err(MessageError::DuplicateKey { field: "path" });
             }
             match index {

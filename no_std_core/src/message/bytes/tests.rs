@@ -212,3 +212,44 @@ fn with_raw_builds_what_the_binary_did() {
     assert_eq!(m, want);
     assert!(is_canonical(&m.encode()));
 }
+
+#[test]
+fn corner_bytes_agree_with_decode() {
+    let d = |v: &[u8]| [&[0xa1, 0x61, 0x64][..], v].concat(); // data {"d": v}
+    let id = |head: &[u8]| [head, &[3; 16]].concat();
+    let cases: Vec<Vec<u8>> = vec![
+        map_of(&[("data", &d(&[0xdc]))]), // reserved in minicbor: Malformed, not Tagged
+        map_of(&[("data", &d(&[0xdf]))]),
+        map_of(&[("data", &d(&[0x1c]))]),
+        map_of(&[("data", &d(&[0x7c]))]),
+        map_of(&[("data", &d(&[0xf9, 0x3e]))]), // cut floats
+        map_of(&[("data", &d(&[0xfa, 0, 0, 0]))]),
+        map_of(&[("data", &d(&[0xfb, 0, 0, 0, 0, 0, 0, 0]))]),
+        map_of(&[("data", &d(&[0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))]), // -2^64
+        map_of(&[("data", &d(&[0x82, 0xf4, 0xf8]))]),
+        map_of(&[("ts", &[0x38])]), // a negative head with no next byte
+        map_of(&[("flags", &[0x20])]),
+        map_of(&[("id", &id(&[0x58, 0x10]))]), // long uuid head: valid, not canonical
+        map_of(&[("id", &[0xf7])]),
+        map_of(&[("id", &[0x50, 1, 2, 3])]),
+        map_of(&[("trace", &[0x61, 0x80])]),
+        map_of(&[("meta", &[0xa1, 0x61, 0xff, 0x60])]),
+        map_of(&[("path", &[0x81, 0xa1, 0x61, 0x78, 0xc1, 0x00])]),
+        [&[0xa1, 0x78, 0x02][..], b"id", &id(&[0x50])].concat(), // known key, long head
+        vec![0xa1, 0x62, 0xff, 0xfe, 0x01],                      // unknown key, not UTF-8
+        vec![0xa1, 0x62, 0x69],                                  // key cut short
+        vec![0xff],
+        vec![0xbf],
+        vec![0xc0],
+    ];
+    for (i, input) in cases.into_iter().enumerate() {
+        match FluxMsg::decode(&input) {
+            Ok(msg) => {
+                let want = msg.encode();
+                assert_eq!(MsgBytes::check(input.clone()).unwrap().as_bytes(), want.as_slice(), "case {i}");
+                assert_eq!(is_canonical(&input), input == want, "case {i}");
+            }
+            Err(e) => assert_eq!(MsgBytes::check(input).unwrap_err(), e, "case {i}"),
+        }
+    }
+}
