@@ -11,5 +11,6 @@ mod util;
 mod catalog;
 mod keys;
 mod rack;
+mod robustness;
 mod scenario;
 mod tutorial;
