@@ -42,7 +42,10 @@ for t in "${targets[@]}"; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     grep -E '^(INFO: seed corpus|#[0-9]+[[:space:]]+DONE)' "$log" | tail -2 || true
     if [ "$status" != 0 ]; then
-        tail -n 60 "$log"
+        # What broke (panic message, sanitizer error), then libFuzzer's report: the input's
+        # bytes, its file and how to rerun it.
+        grep -E -A2 'panicked at|==ERROR|^SUMMARY' "$log" | head -n 20 || true
+        tail -n 25 "$log"
         failed+=("$t")
         summary+=("$t: FAILED (exit $status) after ${runs:-?} runs; see $log and fuzz/artifacts/$t/")
     else
