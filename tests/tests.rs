@@ -11,6 +11,7 @@ mod util;
 mod catalog;
 mod keys;
 mod rack;
+mod robustness;
 mod scenario;
 mod trust;
 mod tutorial;
