@@ -11,66 +11,51 @@
 use fluxrig::json::{from_line, to_json};
 use fluxrig::scenario::parse;
 
-/// xorshift64* (the core's robustness test has the same): deterministic, no dependency.
-struct Rng(u64);
+use fluxrig_testkit::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len())]
-    }
-    /// Up to `max` tokens of `alphabet`, run together.
-    fn text(&mut self, alphabet: &[&str], max: usize) -> String {
-        (0..self.below(max)).map(|_| self.pick(alphabet)).collect()
-    }
-    /// Flips, inserts, deletes or copies one or two bytes or tokens of `base`, or duplicates,
-    /// drops or swaps a line; the result is made UTF-8 again (lossily), at most `max`
-    /// bytes, and free of `&` and `*`.
-    fn mutate(&mut self, base: &str, alphabet: &[&str], max: usize) -> String {
-        let mut out = base.as_bytes().to_vec();
-        for _ in 0..1 + self.below(2) {
-            let at = self.below(out.len() + 1);
-            match self.below(7) {
-                0 if at < out.len() => out[at] ^= 1 << self.below(8),
-                1 => {
-                    let token = self.pick(alphabet);
-                    out.splice(at..at, token.bytes());
-                }
-                2 if at < out.len() => {
-                    let end = (at + 1 + self.below(8)).min(out.len());
-                    out.drain(at..end);
-                }
-                3 => {
-                    let from = self.below(out.len() + 1);
-                    let copy = out[from..(from + self.below(32)).min(out.len())].to_vec();
-                    out.splice(at..at, copy);
-                }
-                4..=6 => {
-                    let mut lines: Vec<&[u8]> = out.split(|b| *b == b'\n').collect();
-                    let (i, j) = (self.below(lines.len()), self.below(lines.len()));
-                    match self.below(3) {
-                        0 => lines.insert(i, lines[j]),
-                        1 if lines.len() > 1 => {
-                            lines.remove(i);
-                        }
-                        _ => lines.swap(i, j),
-                    }
-                    out = lines.join(&b'\n');
-                }
-                _ => out.insert(at, self.next() as u8),
+/// Up to `max` tokens of `alphabet`, run together.
+fn text(rng: &mut Rng, alphabet: &[&str], max: usize) -> String {
+    (0..rng.below(max)).map(|_| rng.pick(alphabet)).collect()
+}
+/// Flips, inserts, deletes or copies one or two bytes or tokens of `base`, or duplicates,
+/// drops or swaps a line; the result is made UTF-8 again (lossily), at most `max`
+/// bytes, and free of `&` and `*`.
+fn mutate_text(rng: &mut Rng, base: &str, alphabet: &[&str], max: usize) -> String {
+    let mut out = base.as_bytes().to_vec();
+    for _ in 0..1 + rng.below(2) {
+        let at = rng.below(out.len() + 1);
+        match rng.below(7) {
+            0 if at < out.len() => out[at] ^= 1 << rng.below(8),
+            1 => {
+                let token = rng.pick(alphabet);
+                out.splice(at..at, token.bytes());
             }
+            2 if at < out.len() => {
+                let end = (at + 1 + rng.below(8)).min(out.len());
+                out.drain(at..end);
+            }
+            3 => {
+                let from = rng.below(out.len() + 1);
+                let copy = out[from..(from + rng.below(32)).min(out.len())].to_vec();
+                out.splice(at..at, copy);
+            }
+            4..=6 => {
+                let mut lines: Vec<&[u8]> = out.split(|b| *b == b'\n').collect();
+                let (i, j) = (rng.below(lines.len()), rng.below(lines.len()));
+                match rng.below(3) {
+                    0 => lines.insert(i, lines[j]),
+                    1 if lines.len() > 1 => {
+                        lines.remove(i);
+                    }
+                    _ => lines.swap(i, j),
+                }
+                out = lines.join(&b'\n');
+            }
+            _ => out.insert(at, rng.next() as u8),
         }
-        out.truncate(max);
-        String::from_utf8_lossy(&out).replace(['&', '*'], "_")
     }
+    out.truncate(max);
+    String::from_utf8_lossy(&out).replace(['&', '*'], "_")
 }
 
 const ITERATIONS: usize = 3000;
@@ -174,10 +159,10 @@ fn scenario_parser_never_panics() {
     let mut parsed = 0;
     for i in 0..ITERATIONS {
         let text = if i % 5 == 0 {
-            rng.text(YAML_TOKENS, 200)
+            text(&mut rng, YAML_TOKENS, 200)
         } else {
             let seed = SCENARIOS[rng.below(SCENARIOS.len())];
-            rng.mutate(seed, YAML_TOKENS, MAX_SCENARIO)
+            mutate_text(&mut rng, seed, YAML_TOKENS, MAX_SCENARIO)
         };
         if let Ok(scenario) = parse(&text) {
             parsed += 1;
@@ -246,10 +231,10 @@ fn json_line_parser_never_panics() {
     let mut messages = 0;
     for i in 0..ITERATIONS {
         let line = if i % 5 == 0 {
-            rng.text(JSON_TOKENS, 40)
+            text(&mut rng, JSON_TOKENS, 40)
         } else {
             let seed = LINES[rng.below(LINES.len())];
-            rng.mutate(seed, JSON_TOKENS, 4096)
+            mutate_text(&mut rng, seed, JSON_TOKENS, 4096)
         };
         if let Ok(msg) = from_line(&line) {
             messages += 1;

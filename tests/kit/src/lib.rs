@@ -116,6 +116,57 @@ pub const PICKY_WAT: &str = r#"(module
       (then unreachable))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))))"#;
 
+/// xorshift64*: a deterministic random source for seeded robustness tests, with no
+/// dependency, so that a failure reproduces from its seed on every target.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Returns the next 64 random bits.
+    #[allow(clippy::should_implement_trait)] // not an iterator: it never ends
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Returns a number below `n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Returns up to `max` random bytes.
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = self.below(max);
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+
+    /// Returns one of `from` (not empty).
+    pub fn pick<'a, T: ?Sized>(&mut self, from: &[&'a T]) -> &'a T {
+        from[self.below(from.len())]
+    }
+
+    /// Flips, inserts, deletes or overwrites one to four bytes of `base`; an overwrite
+    /// takes one of `interesting` (the heads and markers the parser under test cares about).
+    pub fn mutate(&mut self, base: &[u8], interesting: &[u8]) -> Vec<u8> {
+        let mut out = base.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let at = if out.is_empty() { 0 } else { self.below(out.len()) };
+            match self.below(4) {
+                0 if !out.is_empty() => out[at] ^= 1 << self.below(8),
+                1 => out.insert(at, self.next() as u8),
+                2 if !out.is_empty() => {
+                    out.remove(at);
+                }
+                _ if !out.is_empty() => out[at] = interesting[self.below(interesting.len())],
+                _ => out.push(0),
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
