@@ -25,8 +25,8 @@ fn example() -> FluxMsg {
     }
 }
 
-/// Builds a CBOR map by hand from (key, encoded value) pairs.
-fn map_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+/// Builds a CBOR map by hand from (key, encoded value) pairs (also used by bytes/tests.rs).
+pub(crate) fn map_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     head(&mut out, 5, entries.len() as u64);
     for (k, v) in entries {

@@ -2,10 +2,10 @@
 //! non-canonical input re-encoded, and the same errors as FluxMsg::decode.
 #![allow(clippy::indexing_slicing, clippy::string_slice)]
 
-use super::super::encode::{head, put_text};
 use super::scan::{scan, FEW_KEYS};
 use super::*;
 use crate::limits::{MAX_DATA_DEPTH, MAX_PAYLOAD_BYTES};
+use crate::message::tests::map_of;
 use crate::message::Value;
 use alloc::string::String;
 use alloc::vec;
@@ -43,17 +43,6 @@ fn sample(path: Option<Vec<Hop>>) -> FluxMsg {
         ts: -42,
         ..FluxMsg::default()
     }
-}
-
-/// Builds a CBOR map by hand from (key, encoded value) pairs.
-fn map_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    head(&mut out, 5, entries.len() as u64);
-    for (k, v) in entries {
-        put_text(&mut out, k);
-        out.extend_from_slice(v);
-    }
-    out
 }
 
 #[test]
