@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use fluxrig_core::budget::BudgetError;
 use fluxrig_core::rack::RackError;
 use fluxrig_core::verify::KeyError;
-use fluxrig_core::{Blame, GearError, VerifyError};
+use fluxrig_core::{GearError, VerifyError};
 
 /// Exit code for a refused or failed operation: bad input, I/O failure, gear error.
 pub const EXIT_FAILURE: u8 = 1;
@@ -132,18 +132,6 @@ impl Error {
             _ => EXIT_FAILURE,
         }
     }
-
-    /// Returns whose fault the error is, where the core said so.
-    pub fn blame(&self) -> Option<Blame> {
-        match self {
-            Self::Verify { source, .. } => Some(source.blame()),
-            Self::Key { source, .. } => Some(source.blame()),
-            Self::Gear { source, .. } => Some(source.blame()),
-            Self::Budget { source, .. } => Some(source.blame()),
-            Self::Context { source, .. } | Self::Hint { source, .. } => source.blame(),
-            _ => None,
-        }
-    }
 }
 
 /// The operating system's words for common errors, shorter than `io::Error`'s Display.
@@ -212,7 +200,6 @@ mod tests {
         assert_eq!(key.exit_code(), EXIT_FAILURE);
         let shape = Error::gear("a", GearError::NoMemoryExport);
         assert_eq!(shape.exit_code(), EXIT_FAILURE);
-        assert_eq!(shape.blame(), Some(Blame::Module));
         assert_eq!(Error::Usage("x".into()).exit_code(), EXIT_USAGE);
         assert_eq!(Error::Checks { summary: "x".into(), trust: true }.exit_code(), EXIT_UNTRUSTED);
         assert_eq!(Error::Checks { summary: "x".into(), trust: false }.exit_code(), EXIT_FAILURE);

@@ -30,10 +30,14 @@ pub fn log(level: LogLevel, source: &str, text: &str) {
 /// control characters escaped (`\n`, `\u{1b}`): a guest can neither start a line of its
 /// own nor send escape sequences to a terminal.
 pub fn guest(level: LogLevel, gear: &str, text: &str) {
-    let escaped: String = text
-        .chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect();
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
     log(level, gear, &escaped);
 }
 

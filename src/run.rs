@@ -150,11 +150,6 @@ impl Rig {
         Ok(Self { rack, names, generators })
     }
 
-    /// Returns the gear names, by slot index.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// Returns the core rack.
     pub fn rack(&self) -> &Rack {
         &self.rack

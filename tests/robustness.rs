@@ -13,6 +13,8 @@ use fluxrig::scenario::parse;
 
 use fluxrig_testkit::Rng;
 
+use crate::util::tutorial_scenario;
+
 /// Up to `max` tokens of `alphabet`, run together.
 fn text(rng: &mut Rng, alphabet: &[&str], max: usize) -> String {
     (0..rng.below(max)).map(|_| rng.pick(alphabet)).collect()
@@ -63,17 +65,8 @@ const ITERATIONS: usize = 3000;
 /// Scenarios up to this size: big enough for every seed and its mutations.
 const MAX_SCENARIO: usize = 2048;
 
-const SCENARIOS: [&str; 4] = [
-    r#"name: "Wasm Zig Demo"
-version: "v1.0.0"
-gears:
-  - name: my-zig-filter
-    type: wasm
-    config:
-      source: "snake://wasm_catalog/df88ee3f3afe6d998294b2a9b418064cd42c03446b8eb90ca35779bec39c4f0e.wasm"
-      entrypoint: "process"
-      memory_limit_pages: 16 # Sandbox limited to 1MB
-"#,
+/// Seeds besides the tutorial's own scenario ([`tutorial_scenario`]).
+const MORE_SCENARIOS: [&str; 3] = [
     r#"meta: {name: wired, version: '2'}
 gears:
   - {name: gen, type: generate, config: {count: 3, interval_ms: 5, payload: "n={n}"}}
@@ -156,12 +149,15 @@ const YAML_TOKENS: &[&str] = &[
 #[test]
 fn scenario_parser_never_panics() {
     let mut rng = Rng(0x5eed_0101);
+    let hash = "df88ee3f3afe6d998294b2a9b418064cd42c03446b8eb90ca35779bec39c4f0e";
+    let seeds: Vec<String> =
+        std::iter::once(tutorial_scenario(hash, 16)).chain(MORE_SCENARIOS.map(String::from)).collect();
     let mut parsed = 0;
     for i in 0..ITERATIONS {
         let text = if i % 5 == 0 {
             text(&mut rng, YAML_TOKENS, 200)
         } else {
-            let seed = SCENARIOS[rng.below(SCENARIOS.len())];
+            let seed = &seeds[rng.below(seeds.len())];
             mutate_text(&mut rng, seed, YAML_TOKENS, MAX_SCENARIO)
         };
         if let Ok(scenario) = parse(&text) {

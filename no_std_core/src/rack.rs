@@ -54,11 +54,6 @@ impl Slot {
     pub fn as_gear(&self) -> Option<&Gear> {
         self.gear.as_ref()
     }
-
-    /// Returns the slot's id (the gear id of its hops).
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
 }
 
 /// A wire from one slot's output to another slot's input, by slot index.
