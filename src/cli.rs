@@ -4,6 +4,10 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
+use fluxrig_core::abi::LogLevel;
+
+use crate::listen::Listen;
+use crate::logger::LogFormat;
 
 /// Wire format at the rack's edges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,30 +226,86 @@ pub struct ScenarioImport {
     pub data_dir: PathBuf,
 }
 
-/// run the active scenario (or --scenario FILE): unwired gear inputs read standard input,
-/// unwired outputs write standard output, logs go to standard error
+/// run the active scenario (or --scenario FILE) as a service: unwired gear inputs read
+/// standard input (or the --listen sockets), unwired outputs write standard output (or
+/// --output FILE), logs go to standard error. SIGINT/SIGTERM stop it after the messages
+/// already read (a second one stops at once); SIGHUP reloads the scenario. Exit codes: 0
+/// every message written or dropped by a gear, 4 some messages failed, 5 stopped by a
+/// second signal, 1/2/3 could not start
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "run")]
 pub struct Run {
-    /// scenario YAML to run instead of the active one
+    /// scenario YAML to run instead of the active one (SIGHUP re-reads it)
     #[argh(option)]
     pub scenario: Option<PathBuf>,
-    /// input format on standard input: json (lines) or cbor (sequence) (default json)
+    /// input format of standard input and sockets: json (lines) or cbor (sequence)
+    /// (default json)
     #[argh(option, default = "Format::Json")]
     pub input_format: Format,
-    /// output format on standard output: json or cbor (default json)
+    /// output format: json or cbor (default json)
     #[argh(option, default = "Format::Json")]
     pub output_format: Format,
+    /// accept input on a socket: unix:PATH (mode 0660), tcp:PORT (127.0.0.1) or
+    /// tcp:HOST:PORT; repeat for more. With --listen, standard input is not read unless
+    /// --stdin is given, and the rack serves until it is signalled
+    #[argh(option)]
+    pub listen: Vec<Listen>,
+    /// read standard input too when --listen is given
+    #[argh(switch)]
+    pub stdin: bool,
+    /// most open socket connections (default 64; one more is closed at once)
+    #[argh(option, default = "crate::listen::DEFAULT_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// longest line or CBOR item on one socket connection, in bytes (default 1048576)
+    #[argh(option, default = "crate::listen::DEFAULT_CONNECTION_BUFFER_BYTES")]
+    pub connection_buffer_bytes: usize,
+    /// seconds a socket connection may stay silent before it is closed (default 300)
+    #[argh(option, default = "crate::listen::DEFAULT_IDLE_SECS")]
+    pub idle_timeout_secs: u64,
+    /// most messages waiting for the gears; when full, inputs stop reading (default 1024)
+    #[argh(option, default = "crate::queue::DEFAULT_QUEUE_MESSAGES")]
+    pub queue_messages: usize,
+    /// most bytes of messages waiting for the gears (default 8388608; one message of any
+    /// size is always let in)
+    #[argh(option, default = "crate::queue::DEFAULT_QUEUE_BYTES")]
+    pub queue_bytes: usize,
+    /// append the output to FILE (created with mode 0644) instead of standard output
+    #[argh(option)]
+    pub output: Option<PathBuf>,
+    /// write Prometheus metrics to FILE atomically every --metrics-interval-secs (for
+    /// node_exporter's textfile collector) and when the rack stops
+    #[argh(option)]
+    pub metrics_file: Option<PathBuf>,
+    /// seconds between two writes of --metrics-file (default 5)
+    #[argh(option, default = "crate::metrics::DEFAULT_METRICS_INTERVAL_SECS")]
+    pub metrics_interval_secs: u64,
+    /// write the final statistics as one JSON object to FILE when the rack stops (- for
+    /// standard error)
+    #[argh(option)]
+    pub stats_json: Option<PathBuf>,
     /// memory budget for all gears in MiB (default: half of this machine's RAM)
     #[argh(option)]
     pub memory_budget_mib: Option<usize>,
     /// run modules without checking cluster signatures or hashes (development only)
     #[argh(switch)]
     pub insecure: bool,
-    /// show debug log lines
+    /// log format: text or json (one object per line) (default text)
+    #[argh(option, default = "LogFormat::Text")]
+    pub log_format: LogFormat,
+    /// lowest level logged: error, warn, info or debug (default info)
+    #[argh(option, from_str_fn(parse_log_level))]
+    pub log_level: Option<LogLevel>,
+    /// show debug log lines (--log-level debug)
     #[argh(switch, short = 'v')]
     pub verbose: bool,
+    /// show only warnings and errors (--log-level warn)
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
     /// data folder (default ./data)
     #[argh(option, default = "default_data_dir()")]
     pub data_dir: PathBuf,
+}
+
+fn parse_log_level(value: &str) -> Result<LogLevel, String> {
+    crate::logger::parse_level(value)
 }

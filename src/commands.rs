@@ -2,7 +2,9 @@
 //! reads. Results go to standard output, diagnostics to standard error.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use fluxrig_core::abi::LogLevel;
 use fluxrig_core::gear::FuelBudget;
 use fluxrig_core::verify::{self, CatalogHash};
 use fluxrig_core::{Delivery, Entry, GearConfig, MsgBytes, RackSink};
@@ -13,8 +15,10 @@ use crate::error::{Error, Result};
 use crate::files::{read_limited, write_atomic};
 use crate::json;
 use crate::keys;
+use crate::listen::ListenLimits;
 use crate::logger;
 use crate::plan::{self, Checks};
+use crate::queue::QueueLimits;
 use crate::run::{self, Rig};
 use crate::scenario::{self, MAX_SCENARIO_BYTES};
 
@@ -266,7 +270,15 @@ fn scenario_import(c: &ScenarioImport) -> Result<()> {
 }
 
 fn run_rack(c: &Run) -> Result<()> {
-    logger::set_verbose(c.verbose);
+    let level = c.log_level.unwrap_or(if c.verbose {
+        LogLevel::Debug
+    } else if c.quiet {
+        LogLevel::Warn
+    } else {
+        LogLevel::Info
+    });
+    logger::set_threshold(level);
+    logger::set_format(c.log_format);
     let path = c.scenario.clone().unwrap_or_else(|| active_path(&c.data_dir));
     if c.scenario.is_none() && !path.exists() {
         return Err(Error::invalid(format!(
@@ -274,23 +286,60 @@ fn run_rack(c: &Run) -> Result<()> {
             c.data_dir.display()
         )));
     }
-    let (_, parsed) = read_scenario(&path)?;
+    if c.queue_messages == 0 || c.queue_bytes == 0 {
+        return Err(Error::Usage("--queue-messages and --queue-bytes must be at least 1".into()));
+    }
+    if c.max_connections == 0 || c.connection_buffer_bytes == 0 || c.idle_timeout_secs == 0 {
+        return Err(Error::Usage(
+            "--max-connections, --connection-buffer-bytes and --idle-timeout-secs must be at least 1".into(),
+        ));
+    }
+    if c.metrics_interval_secs == 0 {
+        return Err(Error::Usage("--metrics-interval-secs must be at least 1".into()));
+    }
     let checks = if c.insecure {
         logger::warn("rack", "--insecure: modules run without checking cluster signatures or hashes");
         Checks::Insecure
     } else {
         Checks::Verified
     };
-    let plan = plan::plan(parsed, &c.data_dir, checks, budget(c.memory_budget_mib)?)
-        .map_err(|e| e.context(path.display()))?;
-    logger::info("rack", &format!("running scenario '{}'", plan.name));
-    let stats = run::run(
+    let budget_bytes = budget(c.memory_budget_mib)?;
+    let load = {
+        let (path, data_dir) = (path.clone(), c.data_dir.clone());
+        move || -> Result<plan::Plan> {
+            let (_, parsed) = read_scenario(&path)?;
+            plan::plan(parsed, &data_dir, checks, budget_bytes).map_err(|e| e.context(path.display()))
+        }
+    };
+    let plan = load()?;
+    let settings = run::Settings {
+        input_format: c.input_format,
+        output_format: c.output_format,
+        queue: QueueLimits { messages: c.queue_messages, bytes: c.queue_bytes },
+        stdin: c.listen.is_empty() || c.stdin,
+        listen: c.listen.clone(),
+        listen_limits: ListenLimits {
+            max_connections: c.max_connections,
+            buffer_bytes: c.connection_buffer_bytes,
+            idle: Duration::from_secs(c.idle_timeout_secs),
+        },
+        output: c.output.clone(),
+        metrics_file: c.metrics_file.clone(),
+        metrics_interval: Duration::from_secs(c.metrics_interval_secs),
+        stats_json: c.stats_json.clone(),
+    };
+    let outcome = run::run(
         plan,
-        c.input_format,
-        c.output_format,
+        &settings,
+        Some(Box::new(load)),
         Box::new(std::io::stdin()),
         Box::new(std::io::stdout()),
     )?;
+    let stats = outcome.stats;
     logger::info("rack", &stats.summary());
+    if stats.any_lost() {
+        let lost = stats.failed_total() + stats.hop_limit + stats.queue_full;
+        return Err(Error::MessagesFailed(format!("{lost} message(s) failed; the log above names each one")));
+    }
     Ok(())
 }

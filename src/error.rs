@@ -17,6 +17,11 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a trust failure: missing, untrusted or wrong signature, hash mismatch.
 pub const EXIT_UNTRUSTED: u8 = 3;
+/// Exit code of `run` when some messages were lost to a failure: bad input, guest faults,
+/// the hop or queue limit, an output that closed. The rack kept going; the log names each.
+pub const EXIT_MESSAGES_FAILED: u8 = 4;
+/// Exit code of `run` stopped by a second signal, abandoning the messages in flight.
+pub const EXIT_ABORTED: u8 = 5;
 
 /// Everything that can stop a command.
 #[derive(Debug)]
@@ -74,6 +79,8 @@ pub enum Error {
         /// Whether a signature or hash check was among the failures.
         trust: bool,
     },
+    /// A rack ran to its end, but some messages were lost to failures (logged already).
+    MessagesFailed(String),
     /// Another error, with advice on how to fix it.
     Hint {
         /// The error.
@@ -122,12 +129,13 @@ impl Error {
     }
 
     /// Returns the process exit code: 3 for a trust failure only, 2 for a usage error,
-    /// 1 for everything else.
+    /// 4 for a run that lost messages, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => EXIT_USAGE,
             Self::Verify { source, .. } if source.is_trust_failure() => EXIT_UNTRUSTED,
             Self::Checks { trust: true, .. } => EXIT_UNTRUSTED,
+            Self::MessagesFailed(_) => EXIT_MESSAGES_FAILED,
             Self::Context { source, .. } | Self::Hint { source, .. } => source.exit_code(),
             _ => EXIT_FAILURE,
         }
@@ -146,7 +154,9 @@ fn io_reason(e: &io::Error) -> String {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Usage(message) | Self::Invalid(message) => f.write_str(message),
+            Self::Usage(message) | Self::Invalid(message) | Self::MessagesFailed(message) => {
+                f.write_str(message)
+            }
             Self::Io { path, action, source } => {
                 write!(f, "cannot {action} {}: {}", path.display(), io_reason(source))
             }
@@ -174,7 +184,7 @@ impl std::error::Error for Error {
             Self::Budget { source, .. } => Some(source),
             Self::Rack(source) => Some(source),
             Self::Context { source, .. } | Self::Hint { source, .. } => Some(source.as_ref()),
-            Self::Usage(_) | Self::Invalid(_) | Self::Checks { .. } => None,
+            Self::Usage(_) | Self::Invalid(_) | Self::MessagesFailed(_) | Self::Checks { .. } => None,
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! The path of a command: [`cli`] (raw arguments) → [`commands`] → [`plan`] (scenario +
 //! catalog + keys, verified and compiled once) → [`run`] (the loop over the core's router,
-//! fed by [`pump`]).
+//! fed through the bounded [`queue`] by [`pump`] and [`listen`], reporting [`metrics`]).
 #![forbid(unsafe_code)]
 
 pub mod catalog;
@@ -16,8 +16,11 @@ pub mod error;
 pub mod files;
 pub mod json;
 pub mod keys;
+pub mod listen;
 pub mod logger;
+pub mod metrics;
 pub mod plan;
 pub mod pump;
+pub mod queue;
 pub mod run;
 pub mod scenario;

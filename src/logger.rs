@@ -1,28 +1,90 @@
-//! Human-readable log lines on standard error: `TIME LEVEL SOURCE: TEXT`.
+//! Log lines on standard error, as text (`TIME LEVEL SOURCE: TEXT`) or as JSON objects
+//! (`{"ts":…,"level":…,"source":…,"msg":…}`, one per line, for journald or a collector).
 //!
-//! One global threshold (info by default, debug with `--verbose`); lines are written
-//! whole so that lines from different threads never interleave.
+//! One global threshold (info by default; `--log-level`, `-v` for debug, `-q` for warn)
+//! and one format (`--log-format`); lines are written whole so that lines from different
+//! threads never interleave.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use fluxrig_core::abi::LogLevel;
 
 use crate::clock::unix_nanos;
 
-static VERBOSE: AtomicBool = AtomicBool::new(false);
-
-/// Shows debug lines too.
-pub fn set_verbose(verbose: bool) {
-    VERBOSE.store(verbose, Ordering::Relaxed);
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME LEVEL SOURCE: TEXT`.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
-/// Writes one log line from `source` at `level` (debug lines only when verbose).
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("unknown log format {s:?} (text or json)")),
+        }
+    }
+}
+
+/// Parses a `--log-level` value.
+pub fn parse_level(s: &str) -> Result<LogLevel, String> {
+    match s {
+        "debug" => Ok(LogLevel::Debug),
+        "info" => Ok(LogLevel::Info),
+        "warn" => Ok(LogLevel::Warn),
+        "error" => Ok(LogLevel::Error),
+        _ => Err(format!("unknown log level {s:?} (error, warn, info or debug)")),
+    }
+}
+
+static THRESHOLD: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+static JSON: AtomicU8 = AtomicU8::new(0);
+
+/// Shows debug lines too (`-v`).
+pub fn set_verbose(verbose: bool) {
+    if verbose {
+        set_threshold(LogLevel::Debug);
+    }
+}
+
+/// Writes lines at `level` and above only.
+pub fn set_threshold(level: LogLevel) {
+    THRESHOLD.store(level as u8, Ordering::Relaxed);
+}
+
+/// Writes lines in `format`.
+pub fn set_format(format: LogFormat) {
+    JSON.store(u8::from(format == LogFormat::Json), Ordering::Relaxed);
+}
+
+/// Whether lines at `level` are written (to skip building a line nobody will see).
+pub fn enabled(level: LogLevel) -> bool {
+    level as u8 >= THRESHOLD.load(Ordering::Relaxed)
+}
+
+/// Writes one log line from `source` at `level`, if the threshold lets it through.
 pub fn log(level: LogLevel, source: &str, text: &str) {
-    if level == LogLevel::Debug && !VERBOSE.load(Ordering::Relaxed) {
+    if !enabled(level) {
         return;
     }
-    let line = format!("{} {:<5} {source}: {text}\n", utc_now(), level.as_str().to_uppercase());
+    let line = if JSON.load(Ordering::Relaxed) == 1 {
+        let field = |s: &str| serde_json::Value::from(s).to_string();
+        format!(
+            "{{\"ts\":\"{}\",\"level\":\"{}\",\"source\":{},\"msg\":{}}}\n",
+            utc_now(),
+            level.as_str(),
+            field(source),
+            field(text)
+        )
+    } else {
+        format!("{} {:<5} {source}: {text}\n", utc_now(), level.as_str().to_uppercase())
+    };
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
@@ -30,6 +92,9 @@ pub fn log(level: LogLevel, source: &str, text: &str) {
 /// control characters escaped (`\n`, `\u{1b}`): a guest can neither start a line of its
 /// own nor send escape sequences to a terminal.
 pub fn guest(level: LogLevel, gear: &str, text: &str) {
+    if !enabled(level) {
+        return;
+    }
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {

@@ -1,14 +1,22 @@
-//! The rack's producers, each on its own thread: standard input (JSON lines or a CBOR
-//! sequence) and `generate` gears. Each turns what it reads into checked messages
-//! ([`MsgBytes`], encoded or checked once, here) and sends [`Event`]s to the run loop.
+//! The rack's producers: inputs (standard input, socket connections) and `generate` gears.
+//! Each runs on its own thread, turns what it reads into checked messages ([`MsgBytes`],
+//! encoded or checked once, here) and pushes them into the bounded [`Queue`], which blocks
+//! it while the rack is behind: that is where reading stops and backpressure starts.
 //!
-//! Contract: a producer sends [`Event::Done`] exactly once, last; a bad line or item is an
-//! [`Event::BadInput`] naming its number, and the producer goes on where it can (JSON
-//! lines) or stops (a CBOR sequence cannot be resynchronised). A line longer than twice
-//! [`MAX_ENCODED_MESSAGE_BYTES`] is not buffered: input stops there, with a reason.
+//! Contract for an input ([`read_input`]):
+//! - JSON lines: each line a fluxMsg as JSON, or any other text as the `raw` payload of a
+//!   new message; a line that is not UTF-8 is carried as its raw bytes, unchanged. A bad
+//!   line is reported ([`Item::BadInput`], naming the input and the line number) and
+//!   skipped. A line longer than the input's `max_item_bytes` ends the input: it is not
+//!   buffered.
+//! - CBOR sequences: items are framed first (well-formedness only, linear in the input,
+//!   never re-read), then checked as fluxMsgs. A well-formed item that is not a valid
+//!   fluxMsg is reported and skipped; a malformed or oversized one ends the input (a CBOR
+//!   sequence cannot be resynchronised), saying how many items were read before it.
+//! - At most `max_item_bytes` plus one read chunk ([`READ_CHUNK_BYTES`]) is buffered.
+//! - Reading stops when the queue says so ([`Flow::Stop`]); what was read is pushed.
 
-use std::io::{BufRead, BufReader, Read};
-use std::sync::mpsc::Sender;
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::thread;
 use std::time::Duration;
 
@@ -16,103 +24,269 @@ use fluxrig_core::limits::MAX_ENCODED_MESSAGE_BYTES;
 use fluxrig_core::message::Uuid;
 use fluxrig_core::{FluxMsg, MsgBytes};
 
+use crate::cli::Format;
 use crate::clock;
 use crate::json;
+use crate::queue::{Flow, Item, Origin, Producer};
 
-/// What a producer sends to the run loop.
-pub enum Event {
-    /// A message from standard input.
-    Input(MsgBytes),
-    /// A message made by the `generate` gear at this index.
-    Generated(usize, MsgBytes),
-    /// A line or item that is not a message, and why.
-    BadInput(String),
-    /// The producer has finished.
-    Done,
+/// Longest line or item read from standard input: twice
+/// [`MAX_ENCODED_MESSAGE_BYTES`], room for the largest message as JSON.
+pub const MAX_STDIN_ITEM_BYTES: usize = 2 * MAX_ENCODED_MESSAGE_BYTES;
+
+/// Bytes asked of the operating system per read: 64 KiB.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// One input: what it is called in log lines, its format and its longest item.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Its name in log lines (`standard input`, `unix:/run/fluxrig.sock client 3`).
+    pub name: String,
+    /// JSON lines or a CBOR sequence.
+    pub format: Format,
+    /// Longest line (JSON) or item (CBOR), in bytes.
+    pub max_item_bytes: usize,
 }
 
-/// Reads JSON lines from `reader` until it ends: each line a fluxMsg as JSON or any other
-/// text as the raw payload of a new message.
-pub fn json_lines(reader: impl Read, tx: &Sender<Event>) {
-    let mut reader = BufReader::new(reader);
+/// How an input ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The writer closed it.
+    Closed,
+    /// The rack is stopping, or it finished.
+    Stopped,
+    /// It broke off: a read error, a malformed or oversized item (already reported).
+    Broken,
+    /// Nothing came for longer than the reader's timeout (a silent socket client).
+    Idle,
+}
+
+/// Reads `reader` as `input` until it ends, pushing every message; returns how it ended
+/// and how many items (good or bad) it read.
+pub fn read_input(reader: impl Read, input: &Input, producer: &Producer) -> (End, u64) {
+    match input.format {
+        Format::Json => json_lines(reader, input, producer),
+        Format::Cbor => cbor_sequence(reader, input, producer),
+    }
+}
+
+/// Pushes `item`; returns how the input ends if it must stop.
+fn push(producer: &Producer, item: Item, input: &Input) -> Option<End> {
+    match producer.push(item) {
+        Flow::Continue => None,
+        Flow::Stop => Some(End::Stopped),
+        Flow::Refused => {
+            crate::logger::error(&input.name, "a message read after the rack finished was not processed");
+            Some(End::Stopped)
+        }
+    }
+}
+
+fn bad(input: &Input, text: String) -> Item {
+    Item::BadInput(format!("{}: {text}", input.name))
+}
+
+fn read_error(input: &Input, e: &std::io::Error) -> Item {
+    bad(input, format!("read failed: {e}; stopping this input"))
+}
+
+/// A read timeout, as a socket with `set_read_timeout` reports it.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+fn json_lines(reader: impl Read, input: &Input, producer: &Producer) -> (End, u64) {
+    let mut reader = BufReader::with_capacity(READ_CHUNK_BYTES, reader);
     let mut line = Vec::new();
     let mut number = 0u64;
-    let limit = (2 * MAX_ENCODED_MESSAGE_BYTES) as u64;
+    let limit = input.max_item_bytes as u64;
     loop {
         line.clear();
-        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
-            Ok(0) => break,
+        match (&mut reader).take(limit + 1).read_until(b'\n', &mut line) {
+            Ok(0) => return (End::Closed, number),
             Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => return (End::Idle, number),
             Err(e) => {
-                let _ = tx.send(Event::BadInput(format!("cannot read standard input: {e}")));
-                break;
+                let _ = push(producer, read_error(input, &e), input);
+                return (End::Broken, number);
             }
         }
         number += 1;
-        if line.len() as u64 >= limit && line.last() != Some(&b'\n') {
-            let text = format!("line {number}: longer than {limit} bytes; stopping input");
-            let _ = tx.send(Event::BadInput(text));
-            break;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
         }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
+        if line.len() as u64 > limit {
+            let text = format!("line {number}: longer than {limit} bytes; stopping this input");
+            let _ = push(producer, bad(input, text), input);
+            return (End::Broken, number);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            number -= 1; // blank lines are not items
             continue;
         }
-        // A JSON message is held to the same limits as a CBOR one (hops, payload, size).
-        let event = match json::from_line(text).map(|msg| MsgBytes::try_from_msg(&msg)) {
-            Ok(Ok(msg)) => Event::Input(msg),
-            Ok(Err(e)) => Event::BadInput(format!("line {number}: {e}")),
-            Err(e) => Event::BadInput(format!("line {number}: {e}")),
+        let item = match line_to_message(&line) {
+            Ok(msg) => Item::Message(Origin::Input, msg),
+            Err(text) => bad(input, format!("line {number}: {text}")),
         };
-        if tx.send(event).is_err() {
-            return;
+        if let Some(end) = push(producer, item, input) {
+            return (end, number);
         }
     }
-    let _ = tx.send(Event::Done);
 }
 
-/// Reads a CBOR sequence of fluxMsgs from `reader` until it ends or an item is bad.
-pub fn cbor_sequence(mut reader: impl Read, tx: &Sender<Event>) {
+/// One JSON line to a message: a fluxMsg object, any other UTF-8 text as `raw`, any other
+/// bytes as `raw` unchanged. A JSON message is held to the limits of a CBOR one.
+pub fn line_to_message(line: &[u8]) -> Result<MsgBytes, String> {
+    let msg = match std::str::from_utf8(line) {
+        Ok(text) => json::from_line(text).map_err(|e| e.to_string())?,
+        Err(_) => FluxMsg::with_raw(clock::new_uuid_v7(), clock::unix_nanos(), line.to_vec()),
+    };
+    MsgBytes::try_from_msg(&msg).map_err(|e| e.to_string())
+}
+
+/// The framing of one CBOR item at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole item of this many bytes.
+    Complete(usize),
+    /// The buffer ends inside the item; at least this many bytes are needed in all.
+    Incomplete(usize),
+    /// Not well-formed CBOR for a fluxMsg sequence (a reserved head, an indefinite length,
+    /// a stray break), at this offset.
+    Malformed(usize),
+}
+
+/// Frames the CBOR item that starts `bytes`, without decoding it: one pass over its heads,
+/// skipping string contents, so the cost is linear in the item and no more. Indefinite
+/// lengths, which fluxMsg never uses, count as malformed.
+pub fn frame(bytes: &[u8]) -> Frame {
+    let mut at = 0usize;
+    let mut pending = 1u64; // items still to frame
+    while pending > 0 {
+        let Some(&initial) = bytes.get(at) else { return Frame::Incomplete(at + 1) };
+        let (major, info) = (initial >> 5, initial & 0x1f);
+        let width = match info {
+            0..=23 => 0,
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            _ => return Frame::Malformed(at),
+        };
+        let head_end = at + 1 + width;
+        let Some(argument_bytes) = bytes.get(at + 1..head_end) else { return Frame::Incomplete(head_end) };
+        let argument = if width == 0 {
+            u64::from(info)
+        } else {
+            argument_bytes.iter().fold(0u64, |n, b| n << 8 | u64::from(*b))
+        };
+        at = head_end;
+        pending -= 1;
+        match major {
+            2 | 3 => {
+                let end = usize::try_from(argument).ok().and_then(|n| at.checked_add(n));
+                match end {
+                    Some(end) if end <= bytes.len() => at = end,
+                    Some(end) => return Frame::Incomplete(end),
+                    None => return Frame::Incomplete(usize::MAX),
+                }
+            }
+            4 => pending = pending.saturating_add(argument),
+            5 => pending = pending.saturating_add(argument.saturating_mul(2)),
+            6 => pending = pending.saturating_add(1),
+            _ => {} // integers, simple values, floats
+        }
+    }
+    Frame::Complete(at)
+}
+
+fn cbor_sequence(mut reader: impl Read, input: &Input, producer: &Producer) -> (End, u64) {
     let mut buffer: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut eof = false;
+    let mut start = 0usize; // where the next item begins in `buffer`
+    let mut needed = 1usize; // bytes after `start` before framing is worth trying again
     let mut number = 0u64;
+    let limit = input.max_item_bytes;
     loop {
-        while !buffer.is_empty() {
-            match MsgBytes::check_prefix(&buffer) {
-                Ok((msg, used)) => {
+        while buffer.len() - start >= needed {
+            let rest = buffer.get(start..).unwrap_or_default();
+            match frame(rest) {
+                Frame::Complete(len) | Frame::Incomplete(len) if len > limit => {
+                    let text = format!(
+                        "CBOR item {} is larger than {limit} bytes; stopping this input after {number} item(s)",
+                        number + 1
+                    );
+                    let _ = push(producer, bad(input, text), input);
+                    return (End::Broken, number);
+                }
+                Frame::Complete(len) => {
                     number += 1;
-                    buffer.drain(..used);
-                    if tx.send(Event::Input(msg)).is_err() {
-                        return;
+                    let item = match MsgBytes::check(rest.get(..len).unwrap_or_default().to_vec()) {
+                        Ok(msg) => Item::Message(Origin::Input, msg),
+                        Err(e) => bad(input, format!("CBOR item {number}: {e}; skipped")),
+                    };
+                    start += len;
+                    needed = 1;
+                    if let Some(end) = push(producer, item, input) {
+                        return (end, number);
                     }
                 }
-                Err(e) if eof || buffer.len() >= MAX_ENCODED_MESSAGE_BYTES => {
-                    let text = format!("CBOR item {}: {e}; stopping input", number + 1);
-                    let _ = tx.send(Event::BadInput(text));
-                    let _ = tx.send(Event::Done);
-                    return;
+                Frame::Incomplete(len) => {
+                    // Frame again only once the buffer has doubled (or holds the whole
+                    // item): each byte is framed a bounded number of times.
+                    let have = buffer.len() - start;
+                    needed = len.min(have.saturating_mul(2)).max(have + 1);
                 }
-                Err(_) => break, // wait for more bytes
+                Frame::Malformed(offset) => {
+                    let text = format!(
+                        "CBOR item {} is not well-formed (byte {offset} of the item); stopping this input after {number} item(s)",
+                        number + 1
+                    );
+                    let _ = push(producer, bad(input, text), input);
+                    return (End::Broken, number);
+                }
             }
         }
-        if eof {
-            break;
+        if start > 0 {
+            buffer.drain(..start); // at most one partial item is moved, once per read
+            start = 0;
         }
-        match reader.read(&mut chunk) {
-            Ok(0) => eof = true,
-            Ok(n) => buffer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        let old = buffer.len();
+        buffer.resize(old + READ_CHUNK_BYTES, 0);
+        let read = loop {
+            match reader.read(buffer.get_mut(old..).unwrap_or_default()) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Ok(0) => {
+                buffer.truncate(old);
+                if !buffer.is_empty() {
+                    let text = format!(
+                        "CBOR item {} is cut off at the end of the input ({} bytes); {number} item(s) read",
+                        number + 1,
+                        buffer.len()
+                    );
+                    let _ = push(producer, bad(input, text), input);
+                    return (End::Broken, number);
+                }
+                return (End::Closed, number);
+            }
+            Ok(n) => buffer.truncate(old + n),
+            Err(e) if is_timeout(&e) => return (End::Idle, number),
             Err(e) => {
-                let _ = tx.send(Event::BadInput(format!("cannot read standard input: {e}")));
-                break;
+                let _ = push(producer, read_error(input, &e), input);
+                return (End::Broken, number);
             }
         }
     }
-    let _ = tx.send(Event::Done);
 }
 
 /// What a `generate` gear makes.
+#[derive(Debug, Clone)]
 pub struct Generator {
     /// The gear's index in the rack.
     pub index: usize,
@@ -127,19 +301,55 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Sends the messages, `interval_ms` apart, then [`Event::Done`].
-    pub fn run(self, tx: &Sender<Event>) {
+    /// Pushes the messages, `interval_ms` apart, for the plan of `generation`, until done
+    /// or told to stop.
+    pub fn run(self, generation: u64, producer: &Producer) {
+        let origin = Origin::Generated { generation, index: self.index };
         for n in 1..=self.count {
             if n > 1 && self.interval_ms > 0 {
                 thread::sleep(Duration::from_millis(self.interval_ms));
+                if producer.queue().is_stopping() {
+                    return;
+                }
             }
             let raw = self.payload.replace("{n}", &n.to_string()).into_bytes();
             let mut msg = FluxMsg::with_raw(clock::new_uuid_v7(), clock::unix_nanos(), raw);
             msg.src_id = self.src;
-            if tx.send(Event::Generated(self.index, MsgBytes::from_msg(&msg))).is_err() {
+            if producer.push(Item::Message(origin, MsgBytes::from_msg(&msg))) != Flow::Continue {
                 return;
             }
         }
-        let _ = tx.send(Event::Done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_whole_items_and_asks_for_what_is_missing() {
+        let msg = MsgBytes::from_msg(&FluxMsg::with_raw([7; 16], 1, b"hello".to_vec()));
+        let bytes = msg.as_bytes();
+        assert_eq!(frame(bytes), Frame::Complete(bytes.len()));
+        let mut two = bytes.to_vec();
+        two.extend_from_slice(bytes);
+        assert_eq!(frame(&two), Frame::Complete(bytes.len()));
+        for cut in 0..bytes.len() {
+            assert!(matches!(frame(&bytes[..cut]), Frame::Incomplete(n) if n > cut && n <= bytes.len()));
+        }
+        assert_eq!(frame(&[0x5a, 0, 0x10, 0, 0]), Frame::Incomplete(5 + 0x10_0000));
+        assert_eq!(frame(&[0x9f]), Frame::Malformed(0), "indefinite array");
+        assert_eq!(frame(&[0xff]), Frame::Malformed(0), "stray break");
+        assert_eq!(frame(&[0x82, 0x01, 0x1c]), Frame::Malformed(2), "reserved head");
+        assert_eq!(frame(&[0xc1, 0x01]), Frame::Complete(2), "a tag and its item");
+        // A huge declared count costs one step per byte present, no more.
+        assert_eq!(frame(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0]), Frame::Incomplete(11));
+    }
+
+    #[test]
+    fn a_non_utf8_line_is_carried_as_its_bytes() {
+        let line = [b'a', 0xff, 0xfe, b'z'];
+        let msg = line_to_message(&line).unwrap().to_msg();
+        assert_eq!(msg.raw.as_deref(), Some(&line[..]));
     }
 }

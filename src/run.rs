@@ -1,22 +1,37 @@
-//! The run loop: a [`Plan`] started as a core [`Rack`], fed by the producers of
-//! [`crate::pump`], driven with this machine's clock, writing what leaves the rack.
+//! The run loop: a [`Plan`] started as a core [`Rack`] ([`Rig`]), fed through the bounded
+//! [`Queue`] by the producers of [`crate::pump`] and [`crate::listen`], driven with this
+//! machine's clock, writing what leaves the rack; and the signals that stop and reload it.
 //!
 //! Contract:
-//! - a wasm gear whose input has no wire reads standard input; a gear output with no wire
-//!   writes standard output (JSON lines or a CBOR sequence, converted at this edge only:
-//!   CBOR passes through as the bytes the last gear returned, checked);
+//! - a wasm gear whose input has no wire reads the rack's inputs (standard input, sockets);
+//!   a gear output with no wire writes the output (standard output or `--output FILE`;
+//!   JSON lines or a CBOR sequence, converted at this edge only: CBOR passes through as
+//!   the bytes the last gear returned, checked);
 //! - each gear's trust (cluster-signed, or unverified under `--insecure`) is logged once
-//!   when the rack starts, with the number of module compiles (one per gear);
+//!   when its rack starts, with the number of module compiles (one per gear);
 //! - every message that entered is counted in [`Stats`] once per fate: written, dropped by
-//!   a gear, failed (by [`Blame`]), stopped by the hop limit or the queue limit;
-//! - output is buffered and flushed whenever no message is waiting, so a slow producer's
-//!   messages come out at once and a fast one's in large writes.
+//!   a gear, failed (by [`Blame`]), stopped by the hop limit or the queue limit (a fan-out
+//!   gives one fate per copy);
+//! - output is buffered and flushed whenever no message is waiting, and when the buffer
+//!   fills: a trickle comes out at once, a flood in large writes;
+//! - SIGINT or SIGTERM: stop reading, finish every message already read, flush, return
+//!   the counters. A second one: flush what is written and exit at once with
+//!   [`EXIT_ABORTED`], saying how many messages were abandoned;
+//! - SIGHUP: re-read the scenario, verify, admit, compile and start the whole new plan on
+//!   the signal thread while messages flow, then queue the switch behind the messages
+//!   already read (they finish on the old plan); a plan that fails changes nothing and is
+//!   logged with the reason.
 //!
 //! Routing itself (hops, wires, limits) is the core's: see [`fluxrig_core::rack`].
 
-use std::io::{BufWriter, Read, Write};
-use std::sync::mpsc::{self, TryRecvError};
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use fluxrig_core::abi::LogLevel;
 use fluxrig_core::limits::MAX_QUEUED_MESSAGES;
@@ -24,14 +39,22 @@ use fluxrig_core::message::Uuid;
 use fluxrig_core::rack::Slot;
 use fluxrig_core::verify::{sha256, Trust};
 use fluxrig_core::{Blame, Delivery, Entry, Gear, MsgBytes, Rack, RackSink};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::cli::Format;
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, EXIT_ABORTED};
 use crate::json;
+use crate::listen::{Listen, ListenLimits, Listeners};
 use crate::logger;
+use crate::metrics::{self, GearSnapshot, Snapshot};
 use crate::plan::{Plan, PlannedGear};
-use crate::pump::{self, Event, Generator};
+use crate::pump::{self, Generator, Input, MAX_STDIN_ITEM_BYTES};
+use crate::queue::{Item, Origin, Queue, QueueLimits};
+
+/// Size of the output buffer: 64 KiB. Output is flushed when it fills and whenever the
+/// rack is idle.
+pub const OUTPUT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Derives a stable 16-byte id from a name (SHA-256 prefix), for hops and `src_id`.
 pub fn id_of(text: &str) -> Uuid {
@@ -44,9 +67,9 @@ pub fn id_of(text: &str) -> Uuid {
 /// Counters reported when the rack stops: every message that entered has one fate.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    /// Messages that entered the rack (from standard input or generators).
+    /// Messages that entered the rack (from inputs or generators), and bad input items.
     pub entered: u64,
-    /// Messages written to standard output.
+    /// Messages written to the output.
     pub written: u64,
     /// Messages a gear dropped.
     pub dropped: u64,
@@ -56,6 +79,14 @@ pub struct Stats {
     pub hop_limit: u64,
     /// Outputs refused because the router's queue was full.
     pub queue_full: u64,
+    /// Bytes of the messages that entered (encoded CBOR).
+    pub bytes_in: u64,
+    /// Bytes written to the output.
+    pub bytes_out: u64,
+    /// Reloads applied.
+    pub reloads: u64,
+    /// Reloads refused (the old plan kept running).
+    pub reload_failures: u64,
 }
 
 impl Stats {
@@ -68,6 +99,12 @@ impl Stats {
     /// Returns the total of failures of every blame.
     pub fn failed_total(&self) -> u64 {
         self.failed.iter().sum()
+    }
+
+    /// Whether some message was lost to a failure or a limit (what `run` exits
+    /// [`crate::error::EXIT_MESSAGES_FAILED`] for).
+    pub fn any_lost(&self) -> bool {
+        self.failed_total() + self.hop_limit + self.queue_full > 0
     }
 
     /// Returns the one-line summary the rack logs when it stops.
@@ -96,17 +133,20 @@ impl Stats {
     }
 }
 
-/// A started rack: the core router with its gears' names.
+/// A started rack: the core router with its gears' names and its generators (which the
+/// run loop starts).
 pub struct Rig {
     rack: Rack,
     names: Vec<String>,
     generators: Vec<Generator>,
+    scenario: (String, String),
 }
 
 impl Rig {
     /// Starts every gear of `plan` (running start functions) and wires them; logs each
     /// gear's trust once.
     pub fn start(plan: Plan) -> Result<Self> {
+        let scenario = (plan.name.clone(), plan.version.clone());
         let mut slots = Vec::with_capacity(plan.gears.len());
         let mut names = Vec::with_capacity(plan.gears.len());
         let mut generators = Vec::new();
@@ -147,7 +187,7 @@ impl Rig {
             ),
         );
         let rack = Rack::new(slots, &plan.wires, MAX_QUEUED_MESSAGES).map_err(Error::Rack)?;
-        Ok(Self { rack, names, generators })
+        Ok(Self { rack, names, generators, scenario })
     }
 
     /// Returns the core rack.
@@ -159,66 +199,147 @@ impl Rig {
     pub fn deliver(&mut self, entry: Entry, msg: MsgBytes, sink: &mut dyn RackSink) {
         self.rack.deliver(entry, msg, clock::unix_nanos(), sink);
     }
+
+    fn snapshot_gears(&self) -> Vec<GearSnapshot> {
+        self.rack
+            .slots()
+            .iter()
+            .zip(&self.names)
+            .map(|(slot, name)| GearSnapshot {
+                name: name.clone(),
+                stats: *slot.stats(),
+                wasm: slot.as_gear().is_some(),
+            })
+            .collect()
+    }
+}
+
+/// How a rack runs: its inputs, output, limits and reports.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Format of every input.
+    pub input_format: Format,
+    /// Format of the output.
+    pub output_format: Format,
+    /// Limits of the input queue.
+    pub queue: QueueLimits,
+    /// Whether standard input is an input.
+    pub stdin: bool,
+    /// Sockets to accept inputs on.
+    pub listen: Vec<Listen>,
+    /// Limits of socket inputs.
+    pub listen_limits: ListenLimits,
+    /// File to append the output to, instead of standard output.
+    pub output: Option<PathBuf>,
+    /// File to write metrics to, atomically, every `metrics_interval`.
+    pub metrics_file: Option<PathBuf>,
+    /// Time between two writes of `metrics_file`.
+    pub metrics_interval: Duration,
+    /// File to write the final statistics to as JSON (`-`: standard error).
+    pub stats_json: Option<PathBuf>,
+}
+
+/// Makes a new plan for a reload (SIGHUP): re-reads the scenario, verifies, admits and
+/// compiles it.
+pub type Reload = Box<dyn Fn() -> Result<Plan> + Send>;
+
+/// The output: a buffered writer shared with the signal thread, which flushes it before
+/// an abort.
+struct Writer {
+    out: BufWriter<Box<dyn Write + Send>>,
+    /// Where it goes, for log lines (`standard output`, a path).
+    name: String,
 }
 
 /// Writes what leaves the rack and counts every fate.
-struct Output<'a> {
-    names: &'a [String],
+struct Output {
+    writer: Arc<Mutex<Writer>>,
     format: Format,
-    out: BufWriter<Box<dyn Write>>,
     closed: bool,
     stats: Stats,
+    queue: Arc<Queue>,
+    epoch: Instant,
 }
 
-impl Output<'_> {
-    fn name(&self, gear: usize) -> &str {
-        self.names.get(gear).map_or("rack", String::as_str)
-    }
+fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
+impl Output {
     fn write(&mut self, msg: &MsgBytes) {
         if self.closed {
+            self.stats.fail(Blame::Host);
             return;
         }
-        let result = match self.format {
-            Format::Json => writeln!(self.out, "{}", json::to_json(&msg.to_msg())),
-            Format::Cbor => self.out.write_all(msg.as_bytes()),
+        let mut writer = lock(&self.writer);
+        let (result, bytes) = match self.format {
+            Format::Json => {
+                let line = json::to_json(&msg.to_msg());
+                (writeln!(writer.out, "{line}"), line.len() + 1)
+            }
+            Format::Cbor => (writer.out.write_all(msg.as_bytes()), msg.as_bytes().len()),
         };
         match result {
-            Ok(()) => self.stats.written += 1,
-            Err(e) => self.close(&e),
+            Ok(()) => {
+                self.stats.written += 1;
+                self.stats.bytes_out += bytes as u64;
+            }
+            Err(e) => {
+                drop(writer);
+                self.stats.fail(Blame::Host);
+                self.close(&e);
+            }
         }
     }
 
     fn flush(&mut self) {
-        if let Err(e) = self.out.flush() {
+        let mut writer = lock(&self.writer);
+        if let Err(e) = writer.out.flush() {
+            drop(writer);
             self.close(&e);
         }
     }
 
     fn close(&mut self, e: &std::io::Error) {
         if !self.closed {
-            logger::error("output", &format!("standard output closed ({e}); stopping"));
+            let name = lock(&self.writer).name.clone();
+            logger::error("output", &format!("cannot write {name} ({e}); stopping the inputs"));
+            self.queue.stop();
         }
         self.closed = true;
     }
 }
 
-impl RackSink for Output<'_> {
+/// The run loop's [`RackSink`]: the output plus the names of the running rack's gears.
+struct Sink<'a> {
+    names: &'a [String],
+    out: &'a mut Output,
+}
+
+impl Sink<'_> {
+    fn name(&self, gear: usize) -> &str {
+        self.names.get(gear).map_or("rack", String::as_str)
+    }
+}
+
+impl RackSink for Sink<'_> {
     fn deliver(&mut self, delivery: Delivery) {
         match delivery {
-            Delivery::Output { msg, .. } => self.write(&msg),
+            Delivery::Output { msg, .. } => self.out.write(&msg),
             Delivery::Dropped { gear, id } => {
-                self.stats.dropped += 1;
-                let text = format!("dropped message {}", json::uuid_string(&id));
-                logger::log(LogLevel::Debug, self.name(gear), &text);
+                self.out.stats.dropped += 1;
+                if logger::enabled(LogLevel::Debug) {
+                    let text = format!("dropped message {}", json::uuid_string(&id));
+                    logger::log(LogLevel::Debug, self.name(gear), &text);
+                }
             }
             Delivery::Failed { gear, id, error } => {
-                self.stats.fail(error.blame());
+                self.out.stats.fail(error.blame());
                 let text = format!("message {}: {error} ({} fault)", json::uuid_string(&id), error.blame());
                 logger::error(self.name(gear), &text);
             }
             Delivery::HopLimit { gear, id } => {
-                self.stats.hop_limit += 1;
+                self.out.stats.hop_limit += 1;
                 let text = format!(
                     "message {} dropped: it has passed {} gears (a wiring loop?)",
                     json::uuid_string(&id),
@@ -227,7 +348,7 @@ impl RackSink for Output<'_> {
                 logger::warn(self.name(gear), &text);
             }
             Delivery::QueueFull { gear, id } => {
-                self.stats.queue_full += 1;
+                self.out.stats.queue_full += 1;
                 let text = format!(
                     "output {} dropped: more than {} messages queued (a fan-out loop?)",
                     json::uuid_string(&id),
@@ -241,70 +362,326 @@ impl RackSink for Output<'_> {
     fn log(&mut self, gear: usize, level: LogLevel, line: &str) {
         logger::guest(level, self.name(gear), line);
     }
+
+    fn monotonic_nanos(&mut self) -> u64 {
+        u64::try_from(self.out.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
-/// Runs `plan` until every producer is done (or standard output closes), then returns
-/// the counters.
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The counters.
+    pub stats: Stats,
+    /// The signal that stopped it (`SIGINT`, `SIGTERM`), if one did.
+    pub signal: Option<&'static str>,
+}
+
+/// What the signal thread shares with the run loop.
+struct Control {
+    queue: Arc<Queue>,
+    /// Items the run loop has finished (delivered, or reported bad).
+    finished: AtomicU64,
+    /// Reloads refused.
+    reload_failures: AtomicU64,
+    writer: Arc<Mutex<Writer>>,
+    /// The first stop signal's name (0: none yet, else an index into `SIGNAL_NAMES`).
+    signal: AtomicU64,
+}
+
+const SIGNAL_NAMES: [&str; 3] = ["", "SIGINT", "SIGTERM"];
+
+fn open_output(settings: &Settings, stdout: Box<dyn Write + Send>) -> Result<Writer> {
+    let Some(path) = &settings.output else {
+        return Ok(Writer {
+            out: BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, stdout),
+            name: "standard output".into(),
+        });
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io(path, "open output", e))?;
+    // A line cut off by a killed run must not swallow the first new one.
+    if settings.output_format == Format::Json && file.metadata().is_ok_and(|m| m.len() > 0) {
+        let mut last = [0u8; 1];
+        let cut =
+            file.seek(SeekFrom::End(-1)).and_then(|_| file.read_exact(&mut last)).is_ok() && last != *b"\n";
+        if cut {
+            logger::warn("output", &format!("{} ends without a newline; adding one", path.display()));
+            file.write_all(b"\n").map_err(|e| Error::io(path, "write output", e))?;
+        }
+    }
+    Ok(Writer {
+        out: BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, Box::new(file)),
+        name: path.display().to_string(),
+    })
+}
+
+/// Runs `plan` with `settings` until every input has ended (or it is stopped by a
+/// signal, or the output closes), then returns the counters. `reload` makes the next plan
+/// on SIGHUP; without it SIGHUP is logged and ignored.
 pub fn run(
     plan: Plan,
-    input: Format,
-    output: Format,
+    settings: &Settings,
+    reload: Option<Reload>,
     stdin: Box<dyn Read + Send>,
-    stdout: Box<dyn Write>,
-) -> Result<Stats> {
+    stdout: Box<dyn Write + Send>,
+) -> Result<Outcome> {
+    let queue = Arc::new(Queue::new(settings.queue));
+    let writer = Arc::new(Mutex::new(open_output(settings, stdout)?));
     let mut rig = Rig::start(plan)?;
-    let (tx, rx) = mpsc::channel();
-    let mut producers = 0;
-    if !rig.rack().inputs().is_empty() {
-        producers += 1;
-        let tx = tx.clone();
-        thread::spawn(move || match input {
-            Format::Json => pump::json_lines(stdin, &tx),
-            Format::Cbor => pump::cbor_sequence(stdin, &tx),
+    // Bind every socket before anything runs: a busy address stops the start, cleanly.
+    let listeners = Listeners::bind(&settings.listen, settings.listen_limits, settings.input_format)?;
+    let shared = Arc::new(Control {
+        queue: Arc::clone(&queue),
+        finished: AtomicU64::new(0),
+        reload_failures: AtomicU64::new(0),
+        writer: Arc::clone(&writer),
+        signal: AtomicU64::new(0),
+    });
+    let listeners = Arc::new(listeners);
+    spawn_signals(Arc::clone(&shared), Arc::clone(&listeners), reload)?;
+    let mut inputs: Vec<String> = Vec::new();
+    if settings.stdin {
+        inputs.push("standard input".into());
+        let producer = queue.producer();
+        let input = Input {
+            name: "standard input".into(),
+            format: settings.input_format,
+            max_item_bytes: MAX_STDIN_ITEM_BYTES,
+        };
+        thread::spawn(move || {
+            let (_, items) = pump::read_input(stdin, &input, &producer);
+            logger::log(LogLevel::Debug, "input", &format!("standard input ended after {items} item(s)"));
         });
     }
-    for generator in std::mem::take(&mut rig.generators) {
-        producers += 1;
-        let tx = tx.clone();
-        thread::spawn(move || generator.run(&tx));
+    inputs.extend(listeners.start(&queue));
+    let mut generation = 0u64;
+    spawn_generators(&mut rig, generation, &queue);
+    let name = lock(&writer).name.clone();
+    logger::info(
+        "rack",
+        &format!(
+            "running scenario '{}' {}: inputs: {}; output: {name} ({}); queue: {} messages, {} KiB",
+            rig.scenario.0,
+            rig.scenario.1,
+            if inputs.is_empty() { "none (generators only)".to_string() } else { inputs.join(", ") },
+            format_name(settings.output_format),
+            settings.queue.messages,
+            settings.queue.bytes / 1024,
+        ),
+    );
+    let snapshot: metrics::Shared = Arc::new(Mutex::new(Snapshot {
+        scenario: rig.scenario.clone(),
+        gears: rig.snapshot_gears(),
+        started_unix_secs: (clock::unix_nanos() / 1_000_000_000).max(0) as u64,
+        ..Snapshot::default()
+    }));
+    if let Some(path) = &settings.metrics_file {
+        metrics::spawn_file_writer(
+            path.clone(),
+            settings.metrics_interval,
+            Arc::clone(&snapshot),
+            Arc::clone(&queue),
+        );
     }
-    drop(tx);
-    let names = rig.names.clone();
     let mut out = Output {
-        names: &names,
-        format: output,
-        out: BufWriter::new(stdout),
+        writer,
+        format: settings.output_format,
         closed: false,
         stats: Stats::default(),
+        queue: Arc::clone(&queue),
+        epoch: Instant::now(),
     };
-    while producers > 0 && !out.closed {
-        let event = match rx.try_recv() {
-            Ok(event) => event,
-            Err(TryRecvError::Empty) => {
+    let mut published = Instant::now();
+    loop {
+        let item = match queue.pop(false) {
+            Some(item) => item,
+            None => {
                 out.flush(); // nothing waiting: let what is written go out now
-                match rx.recv() {
-                    Ok(event) => event,
-                    Err(_) => break,
+                publish(&snapshot, &rig, &out.stats, &shared, &listeners);
+                published = Instant::now();
+                match queue.pop(true) {
+                    Some(item) => item,
+                    None => break,
                 }
             }
-            Err(TryRecvError::Disconnected) => break,
         };
-        match event {
-            Event::Input(msg) => {
+        match item {
+            Item::Message(origin, msg) => {
                 out.stats.entered += 1;
-                rig.deliver(Entry::Inputs, msg, &mut out);
+                out.stats.bytes_in += msg.as_bytes().len() as u64;
+                let entry = match origin {
+                    Origin::Input => Entry::Inputs,
+                    // The queue refuses other generations' messages after a swap.
+                    Origin::Generated { index, .. } => Entry::From(index),
+                };
+                let Rig { rack, names, .. } = &mut rig;
+                rack.deliver(entry, msg, clock::unix_nanos(), &mut Sink { names, out: &mut out });
             }
-            Event::Generated(from, msg) => {
+            Item::BadInput(text) => {
                 out.stats.entered += 1;
-                rig.deliver(Entry::From(from), msg, &mut out);
-            }
-            Event::BadInput(text) => {
                 out.stats.fail(Blame::Input);
                 logger::error("input", &text);
             }
-            Event::Done => producers -= 1,
+            Item::Swap(next) => {
+                rig = *next;
+                generation += 1;
+                out.stats.reloads += 1;
+                spawn_generators(&mut rig, generation, &queue);
+                logger::info(
+                    "rack",
+                    &format!("reloaded: now running scenario '{}' {}", rig.scenario.0, rig.scenario.1),
+                );
+                publish(&snapshot, &rig, &out.stats, &shared, &listeners);
+                continue;
+            }
+        }
+        shared.finished.fetch_add(1, Ordering::Relaxed);
+        if published.elapsed() >= metrics::PUBLISH_INTERVAL {
+            publish(&snapshot, &rig, &out.stats, &shared, &listeners);
+            published = Instant::now();
         }
     }
+    queue.finish();
     out.flush();
-    Ok(out.stats)
+    publish(&snapshot, &rig, &out.stats, &shared, &listeners);
+    if let Some(path) = &settings.metrics_file {
+        metrics::write_file(path, &snapshot, &queue);
+    }
+    let mut stats = out.stats;
+    stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed);
+    if let Some(path) = &settings.stats_json {
+        let text = metrics::stats_json(&lock_snapshot(&snapshot), 0) + "\n";
+        write_stats_json(path, &text);
+    }
+    let signal =
+        SIGNAL_NAMES.get(shared.signal.load(Ordering::Relaxed) as usize).filter(|s| !s.is_empty()).copied();
+    Ok(Outcome { stats, signal })
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Json => "JSON lines",
+        Format::Cbor => "CBOR sequence",
+    }
+}
+
+fn lock_snapshot(snapshot: &metrics::Shared) -> MutexGuard<'_, Snapshot> {
+    snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn publish(snapshot: &metrics::Shared, rig: &Rig, stats: &Stats, shared: &Control, listeners: &Listeners) {
+    let mut s = lock_snapshot(snapshot);
+    s.scenario.clone_from(&rig.scenario);
+    s.gears = rig.snapshot_gears();
+    s.stats = *stats;
+    s.stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed);
+    s.connections = listeners.connections();
+}
+
+fn write_stats_json(path: &std::path::Path, text: &str) {
+    if path.as_os_str() == "-" {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    } else if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), 0o644) {
+        logger::warn("rack", &format!("--stats-json: {e}"));
+    }
+}
+
+fn spawn_generators(rig: &mut Rig, generation: u64, queue: &Arc<Queue>) {
+    for generator in std::mem::take(&mut rig.generators) {
+        let producer = queue.producer();
+        thread::spawn(move || generator.run(generation, &producer));
+    }
+}
+
+/// Handles SIGINT, SIGTERM and SIGHUP on a thread of its own (see the module docs).
+fn spawn_signals(shared: Arc<Control>, listeners: Arc<Listeners>, reload: Option<Reload>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::invalid(format!("cannot handle signals: {e}")))?;
+    thread::spawn(move || {
+        for signal in signals.forever() {
+            let name = if signal == SIGINT {
+                1
+            } else if signal == SIGTERM {
+                2
+            } else {
+                0
+            };
+            if name == 0 {
+                reload_now(&shared, reload.as_ref());
+                continue;
+            }
+            let label = SIGNAL_NAMES.get(name).copied().unwrap_or("signal");
+            if shared.signal.load(Ordering::Relaxed) == 0 {
+                shared.signal.store(name as u64, Ordering::Relaxed);
+                let (waiting, _) = shared.queue.depth();
+                logger::info(
+                    "rack",
+                    &format!(
+                        "{label}: stopping; no more input is read, the {waiting} message(s) waiting finish (signal again to stop at once)"
+                    ),
+                );
+                shared.queue.stop();
+                listeners.shutdown();
+                continue;
+            }
+            abort(&shared, label);
+        }
+    });
+    Ok(())
+}
+
+/// The second signal: flush what is written (waiting at most a second for the output),
+/// say what is abandoned, exit.
+fn abort(shared: &Control, label: &str) -> ! {
+    let abandoned = shared.queue.entered().saturating_sub(shared.finished.load(Ordering::Relaxed));
+    logger::error(
+        "rack",
+        &format!(
+            "{label} again: stopping at once; {abandoned} message(s) abandoned (waiting or inside a gear)"
+        ),
+    );
+    let writer = Arc::clone(&shared.writer);
+    let flushed = thread::spawn(move || {
+        let _ = lock(&writer).out.flush();
+    });
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !flushed.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    std::process::exit(i32::from(EXIT_ABORTED));
+}
+
+fn reload_now(shared: &Control, reload: Option<&Reload>) {
+    let Some(reload) = reload else {
+        logger::warn("rack", "SIGHUP: nothing to reload (the rack runs a one-off plan); ignored");
+        return;
+    };
+    if shared.signal.load(Ordering::Relaxed) != 0 {
+        logger::warn("rack", "SIGHUP while stopping: ignored");
+        return;
+    }
+    logger::info("rack", "SIGHUP: reloading the scenario");
+    match reload().and_then(Rig::start) {
+        Ok(rig) => {
+            let (waiting, _) = shared.queue.depth();
+            logger::info(
+                "rack",
+                &format!(
+                    "reload: scenario '{}' {} is ready; switching after the {waiting} message(s) waiting",
+                    rig.scenario.0, rig.scenario.1
+                ),
+            );
+            shared.queue.swap(rig);
+        }
+        Err(e) => {
+            shared.reload_failures.fetch_add(1, Ordering::Relaxed);
+            logger::error("rack", &format!("reload refused, the running scenario is unchanged: {e}"));
+        }
+    }
 }

@@ -14,7 +14,8 @@ fn a_rack_keeps_running_through_bad_messages() {
     d.run(&["scenario", "import", "s.yaml", "--activate"], b"").ok();
     let input = b"one\ndrop this\nloop forever\n{\"id\": \"not-a-uuid\"}\ntrap now\ntwo\n\n{\"raw_text\":\"three\",\"trace\":\"t-1\"}\n";
     let run = d.run(&["run"], input);
-    run.ok();
+    // Exit 4: the rack kept going, but three messages failed (bad input, two guest faults).
+    run.fails(4, "3 message(s) failed");
     let out: Vec<serde_json::Value> =
         run.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let texts: Vec<&str> = out.iter().map(|m| m["raw_text"].as_str().unwrap()).collect();
@@ -23,11 +24,12 @@ fn a_rack_keeps_running_through_bad_messages() {
     let err = run.stderr();
     assert!(err.contains("WARN  f: dropping one"), "{err}");
     assert!(err.contains("guest \"process\" ran out of fuel (guest fault)"), "{err}");
-    assert!(err.contains("ERROR input: line 4: 'id' is not a UUID"), "{err}");
+    assert!(err.contains("ERROR input: standard input: line 4: 'id' is not a UUID"), "{err}");
     assert!(err.contains("guest \"process\" trapped: unreachable executed"), "{err}");
+    // Every item read has one fate: 7 in = 3 out + 1 dropped + 3 failed.
     assert!(
         err.contains(
-            "stopped: 6 in, 3 out, 1 dropped by gears, 3 failed (guest 2, input 1), 0 past the hop limit"
+            "stopped: 7 in, 3 out, 1 dropped by gears, 3 failed (guest 2, input 1), 0 past the hop limit"
         ),
         "{err}"
     );
@@ -67,7 +69,7 @@ fn a_wiring_loop_is_stopped_by_the_hop_limit() {
         ),
     );
     let run = d.run(&["run", "--scenario", "s.yaml"], b"");
-    run.ok();
+    run.fails(4, "1 message(s) failed");
     assert_eq!(run.stdout(), "");
     assert!(run.stderr().contains("dropped: it has passed 64 gears (a wiring loop?)"), "{}", run.stderr());
 }
@@ -93,9 +95,13 @@ fn cbor_in_and_out() {
     assert_eq!(second.id, want.id);
     // A truncated CBOR stream: the good item passes, the bad one is reported.
     let run = d.run(&["run", "--scenario", "s.yaml", "--input-format", "cbor"], &input[..example.len() + 10]);
-    run.ok();
+    run.fails(4, "1 message(s) failed");
     assert_eq!(run.stdout().lines().count(), 1);
-    assert!(run.stderr().contains("CBOR item 2: malformed CBOR"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("standard input: CBOR item 2 is cut off at the end of the input (10 bytes); 1 item(s) read"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -125,8 +131,12 @@ fn a_json_message_over_the_hop_limit_is_refused_as_input() {
         path(63)
     );
     let run = d.run(&["run", "--scenario", "s.yaml"], input.as_bytes());
-    run.ok();
-    assert!(run.stderr().contains("ERROR input: line 1: path has 65 hops, limit is 64"), "{}", run.stderr());
+    run.fails(4, "1 message(s) failed");
+    assert!(
+        run.stderr().contains("ERROR input: standard input: line 1: path has 65 hops, limit is 64"),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(run.stdout().lines().count(), 1);
     assert!(run.stdout().contains("\"raw_text\":\"ok\""));
 }

@@ -103,7 +103,7 @@ fn each_gear_is_compiled_once_and_its_trust_logged_once() {
         ),
     );
     let run = d.run(&["run", "--scenario", "s.yaml", "--input-format", "json"], b"one\ntrap\ntwo\n");
-    run.ok();
+    run.fails(4, "1 message(s) failed");
     let err = run.stderr();
     assert!(err.contains("3 wasm gear(s) ready: 3 module compile(s) on one engine"), "{err}");
     assert_eq!(err.matches("cluster signature and hash verified").count(), 3, "{err}");

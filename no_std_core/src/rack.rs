@@ -27,6 +27,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::abi::LogLevel;
+use crate::blame::Blame;
 use crate::gear::{Gear, GearError};
 use crate::limits::{MAX_HOPS, MAX_QUEUED_MESSAGES};
 use crate::message::{Hop, MsgBytes, Uuid};
@@ -37,22 +38,28 @@ pub struct Slot {
     gear: Option<Gear>,
     id: Uuid,
     in_port: Uuid,
+    stats: GearStats,
 }
 
 impl Slot {
     /// A gear, with the ids its hops carry: the gear's and its input port's.
     pub fn gear(gear: Gear, id: Uuid, in_port: Uuid) -> Self {
-        Self { gear: Some(gear), id, in_port }
+        Self { gear: Some(gear), id, in_port, stats: GearStats::default() }
     }
 
     /// A source: it has outputs and wires, but no input and no guest.
     pub fn source(id: Uuid) -> Self {
-        Self { gear: None, id, in_port: [0; 16] }
+        Self { gear: None, id, in_port: [0; 16], stats: GearStats::default() }
     }
 
     /// Returns the gear in this slot, if it is one.
     pub fn as_gear(&self) -> Option<&Gear> {
         self.gear.as_ref()
+    }
+
+    /// Returns what the gear in this slot has done (all zero for a source).
+    pub fn stats(&self) -> &GearStats {
+        &self.stats
     }
 }
 
@@ -149,12 +156,82 @@ pub enum Delivery {
     },
 }
 
-/// The caller's side of a delivery: where fates and gears' log lines go.
+/// The caller's side of a delivery: where fates and gears' log lines go, and the clock
+/// that times gear calls.
 pub trait RackSink {
     /// Takes the fate of one message.
     fn deliver(&mut self, delivery: Delivery);
     /// Takes one `env.log` line of the gear in slot `gear`.
     fn log(&mut self, gear: usize, level: LogLevel, line: &str);
+    /// Returns a monotonic time in nanoseconds, read before and after each gear call to
+    /// time it in [`GearStats`]. The default, always 0, leaves those timings at 0.
+    fn monotonic_nanos(&mut self) -> u64 {
+        0
+    }
+}
+
+/// Upper bounds, in nanoseconds, of the buckets of [`GearStats::call_nanos`]: 1 µs to
+/// 1 s in 1-2-5 steps; a last bucket holds slower calls.
+pub const CALL_TIME_BUCKETS_NANOS: [u64; 19] = [
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+    200_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// What one gear has done since the rack was built. Counts are per gear call: a message
+/// fanned out to two gears counts once in each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GearStats {
+    /// Messages the gear was called with.
+    pub calls: u64,
+    /// Messages it returned (that went on along its wires or left the rack).
+    pub outputs: u64,
+    /// Messages it dropped.
+    pub dropped: u64,
+    /// Messages it failed on, by whose fault (indexed as [`Blame::ALL`]).
+    pub failed: [u64; 5],
+    /// Fuel its `process` calls used, in total.
+    pub fuel_used: u64,
+    /// Its calls by duration: `call_nanos[i]` counts calls of at most
+    /// [`CALL_TIME_BUCKETS_NANOS`]`[i]` and more than the bound before; the last entry
+    /// counts slower ones (not cumulative; Prometheus' `le` buckets are the running sum).
+    pub call_nanos: [u64; 20],
+    /// Time spent in its calls, in nanoseconds, in total.
+    pub busy_nanos: u64,
+}
+
+impl GearStats {
+    fn record_time(&mut self, nanos: u64) {
+        let bucket = CALL_TIME_BUCKETS_NANOS.iter().position(|bound| nanos <= *bound);
+        let index = bucket.unwrap_or(CALL_TIME_BUCKETS_NANOS.len());
+        if let Some(count) = self.call_nanos.get_mut(index) {
+            *count += 1;
+        }
+        self.busy_nanos = self.busy_nanos.saturating_add(nanos);
+    }
+
+    fn record_failure(&mut self, blame: Blame) {
+        if let Some(count) = Blame::ALL.iter().position(|b| *b == blame).and_then(|i| self.failed.get_mut(i))
+        {
+            *count += 1;
+        }
+    }
 }
 
 struct Pending {
@@ -259,14 +336,25 @@ impl Rack {
                 sink.deliver(Delivery::HopLimit { gear: to, id });
                 continue;
             }
+            let started = sink.monotonic_nanos();
             let mut log = |level, line: &str| sink.log(to, level, line);
-            let output = match gear.process(&msg, &mut log) {
-                Ok(Some(output)) => output,
+            let result = gear.process(&msg, &mut log);
+            let stats = &mut slot.stats;
+            stats.calls += 1;
+            stats.fuel_used = stats.fuel_used.saturating_add(gear.last_fuel_used());
+            stats.record_time(sink.monotonic_nanos().saturating_sub(started));
+            let output = match result {
+                Ok(Some(output)) => {
+                    stats.outputs += 1;
+                    output
+                }
                 Ok(None) => {
+                    stats.dropped += 1;
                     sink.deliver(Delivery::Dropped { gear: to, id });
                     continue;
                 }
                 Err(error) => {
+                    stats.record_failure(error.blame());
                     sink.deliver(Delivery::Failed { gear: to, id, error });
                     continue;
                 }

@@ -1,0 +1,410 @@
+//! The rack's input queue: the one place where messages wait, bounded in messages and in
+//! bytes, between the threads that read (standard input, sockets, generators) and the run
+//! loop that routes.
+//!
+//! Contract:
+//! - [`Queue::push`] waits while the queue is full: a producer that is blocked here stops
+//!   reading, so its writer (a pipe, a socket client, a generator) waits in turn. That is
+//!   the backpressure; nothing is dropped and nothing is buffered past the limits, except
+//!   that one message is always admitted into an empty queue (so a message of the largest
+//!   size never waits forever).
+//! - Once a message is pushed it is the run loop's: [`Queue::stop`] makes producers stop
+//!   reading (their next push says [`Flow::Stop`]) but every message already pushed, and
+//!   every message a producer already holds when it pushes, is still popped. Only a push
+//!   after the run loop has [`Queue::finish`]ed is refused, and it says so.
+//! - A message is counted as entered when it is pushed; [`Queue::entered`] is what the
+//!   second signal compares with the messages the rack has finished.
+//! - A reload ([`Queue::swap`]) is queued in order with the messages: every message pushed
+//!   before it runs on the old plan, every one after on the new. Generators of the old
+//!   plan are refused from then on ([`Flow::Stop`]) and quit.
+//! - [`Queue::pop`] returns `None` when nothing is waiting and no producer can add more:
+//!   every producer has gone, or the queue is stopping and no producer is inside a push.
+//!   An idle queue waits on a condition variable: no polling.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use fluxrig_core::MsgBytes;
+
+use crate::run::Rig;
+
+/// Default most messages waiting in the input queue.
+///
+/// Reason: enough to keep the gears busy while producers are scheduled; at 64-byte
+/// messages it is 64 KiB.
+pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
+
+/// Default most bytes (encoded fluxMsgs) waiting in the input queue: 8 MiB.
+///
+/// Reason: with one message of the largest size always admitted into an empty queue, the
+/// queue holds at most this plus one [`fluxrig_core::limits::MAX_ENCODED_MESSAGE_BYTES`]
+/// (4 MiB): 12 MiB on a gateway with 64 MiB or more.
+pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much may wait in a [`Queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most messages waiting (at least 1).
+    pub messages: usize,
+    /// Most bytes waiting; a message is always admitted into an empty queue.
+    pub bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self { messages: DEFAULT_QUEUE_MESSAGES, bytes: DEFAULT_QUEUE_BYTES }
+    }
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An input (standard input, a socket): it enters at the rack's unwired gear inputs.
+    Input,
+    /// The `generate` gear at `index` of the plan of `generation`.
+    Generated {
+        /// The plan generation ([`Queue::generation`]) the generator belongs to.
+        generation: u64,
+        /// The gear's index in that plan.
+        index: usize,
+    },
+}
+
+/// What the run loop takes from the queue.
+pub enum Item {
+    /// A checked message and where it came from.
+    Message(Origin, MsgBytes),
+    /// A line or item that is not a message, with the reason (already one line).
+    BadInput(String),
+    /// A new rack, its plan admitted and compiled and its gears started, to switch to
+    /// from here on.
+    Swap(Box<Rig>),
+}
+
+impl Item {
+    /// The bytes it holds while it waits, for the items the limits count: messages and
+    /// bad-input reports (a flood of bad lines waits like messages). A swap is not counted.
+    fn size(&self) -> Option<usize> {
+        match self {
+            Self::Message(_, msg) => Some(msg.as_bytes().len()),
+            Self::BadInput(text) => Some(text.len()),
+            Self::Swap(_) => None,
+        }
+    }
+}
+
+/// What a producer does after a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on reading.
+    Continue,
+    /// The message was taken; stop reading (the rack is stopping, or the producer's plan
+    /// was replaced).
+    Stop,
+    /// The message was NOT taken: the rack has finished. The producer logs and quits.
+    Refused,
+}
+
+struct State {
+    items: VecDeque<Item>,
+    /// Messages in `items`.
+    messages: usize,
+    /// Bytes of the messages in `items`.
+    bytes: usize,
+    producers: usize,
+    /// Producers inside [`Queue::push`] (waiting for room or about to push).
+    pushing: usize,
+    stopping: bool,
+    finished: bool,
+    generation: u64,
+    entered: u64,
+}
+
+/// The bounded input queue. See the module docs.
+pub struct Queue {
+    limits: QueueLimits,
+    state: Mutex<State>,
+    readable: Condvar,
+    writable: Condvar,
+}
+
+/// A producer's registration; while one exists, [`Queue::pop`] waits for more.
+pub struct Producer {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.producers -= 1;
+        drop(state);
+        self.queue.readable.notify_all();
+    }
+}
+
+impl Producer {
+    /// Pushes an item, waiting for room if it is a message; see [`Queue`].
+    pub fn push(&self, item: Item) -> Flow {
+        self.queue.push(item)
+    }
+
+    /// Returns the queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+impl Queue {
+    /// An empty queue with `limits` (a zero message limit is taken as 1).
+    pub fn new(limits: QueueLimits) -> Self {
+        let limits = QueueLimits { messages: limits.messages.max(1), bytes: limits.bytes };
+        Self {
+            limits,
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                messages: 0,
+                bytes: 0,
+                producers: 0,
+                pushing: 0,
+                stopping: false,
+                finished: false,
+                generation: 0,
+                entered: 0,
+            }),
+            readable: Condvar::new(),
+            writable: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A thread that panicked while holding the lock left consistent counters (every
+        // update is a single statement); go on with them.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a producer: [`Queue::pop`] waits for it until it is dropped.
+    pub fn producer(self: &Arc<Self>) -> Producer {
+        self.lock().producers += 1;
+        Producer { queue: Arc::clone(self) }
+    }
+
+    /// Returns the current plan generation (0 for the first plan).
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Returns how many messages have been pushed so far.
+    pub fn entered(&self) -> u64 {
+        self.lock().entered
+    }
+
+    /// Returns the messages and bytes waiting now.
+    pub fn depth(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.messages, state.bytes)
+    }
+
+    /// Returns the limits.
+    pub fn limits(&self) -> QueueLimits {
+        self.limits
+    }
+
+    /// Whether the rack is stopping (producers should not start another read).
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    fn push(&self, item: Item) -> Flow {
+        let mut state = self.lock();
+        if state.finished {
+            return Flow::Refused;
+        }
+        if let Item::Message(Origin::Generated { generation, .. }, _) = &item {
+            if *generation != state.generation {
+                return Flow::Stop; // its plan was replaced: nothing generated, nothing lost
+            }
+        }
+        if let Some(size) = item.size() {
+            state.pushing += 1;
+            while !state.finished
+                && state.messages > 0
+                && (state.messages >= self.limits.messages || state.bytes + size > self.limits.bytes)
+            {
+                state = self.writable.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            state.pushing -= 1;
+            if state.finished {
+                return Flow::Refused;
+            }
+            state.messages += 1;
+            state.bytes += size;
+            state.entered += 1;
+        }
+        state.items.push_back(item);
+        let flow = if state.stopping { Flow::Stop } else { Flow::Continue };
+        drop(state);
+        self.readable.notify_one();
+        flow
+    }
+
+    /// Queues a switch to `rig` after everything pushed so far, and starts its
+    /// generation: generators of the old plan are refused from now on.
+    pub fn swap(&self, rig: Rig) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.items.push_back(Item::Swap(Box::new(rig)));
+        drop(state);
+        self.readable.notify_one();
+    }
+
+    /// Stops reading: producers are told to stop at their next push, and [`Queue::pop`]
+    /// ends once what was pushed is taken.
+    pub fn stop(&self) {
+        self.lock().stopping = true;
+        self.readable.notify_all();
+    }
+
+    /// Takes the next item, waiting while none is waiting and a producer can add one;
+    /// `None` when the input has ended (see the module docs). `wait` is false to take
+    /// only what is waiting now (`None` if nothing is).
+    pub fn pop(&self, wait: bool) -> Option<Item> {
+        let mut state = self.lock();
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                if let Some(size) = item.size() {
+                    state.messages -= 1;
+                    state.bytes -= size;
+                }
+                drop(state);
+                self.writable.notify_one();
+                return Some(item);
+            }
+            let ended = state.producers == 0 || (state.stopping && state.pushing == 0);
+            if !wait || ended {
+                return None;
+            }
+            state = self.readable.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Marks the end: every later push is refused, and producers waiting for room are
+    /// woken to be refused. Returns the messages left waiting (0 after a drain).
+    pub fn finish(&self) -> usize {
+        let mut state = self.lock();
+        state.finished = true;
+        let left = state.messages;
+        drop(state);
+        self.writable.notify_all();
+        left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    use fluxrig_core::FluxMsg;
+
+    use crate::plan::Plan;
+
+    use super::*;
+
+    fn msg(n: usize) -> MsgBytes {
+        MsgBytes::from_msg(&FluxMsg::with_raw([n as u8; 16], 0, vec![0; n]))
+    }
+
+    fn size(n: usize) -> usize {
+        msg(n).as_bytes().len()
+    }
+
+    #[test]
+    fn a_full_queue_blocks_the_producer_until_the_loop_takes_one() {
+        let queue = Arc::new(Queue::new(QueueLimits { messages: 2, bytes: 1 << 20 }));
+        let q = Arc::clone(&queue);
+        let producer = thread::spawn(move || {
+            let p = q.producer();
+            for n in 0..3 {
+                assert_eq!(p.push(Item::Message(Origin::Input, msg(n))), Flow::Continue);
+            }
+        });
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(queue.depth().0, 2, "the third push must wait");
+        assert!(!producer.is_finished());
+        assert!(matches!(queue.pop(true), Some(Item::Message(..))));
+        producer.join().unwrap();
+        assert_eq!(queue.depth().0, 2);
+        assert_eq!(queue.entered(), 3);
+    }
+
+    #[test]
+    fn the_byte_limit_blocks_but_an_empty_queue_takes_any_message() {
+        let queue = Arc::new(Queue::new(QueueLimits { messages: 100, bytes: size(10) + 1 }));
+        let p = queue.producer();
+        // Larger than the whole byte limit, but the queue is empty: admitted.
+        assert_eq!(p.push(Item::Message(Origin::Input, msg(1000))), Flow::Continue);
+        assert_eq!(queue.depth(), (1, size(1000)));
+        queue.pop(false).unwrap();
+        assert_eq!(p.push(Item::Message(Origin::Input, msg(10))), Flow::Continue);
+        // One more byte than fits: the producer would wait; finishing refuses it.
+        let waiting = thread::scope(|s| {
+            let h = s.spawn(|| p.push(Item::Message(Origin::Input, msg(1))));
+            thread::sleep(Duration::from_millis(100));
+            assert!(!h.is_finished());
+            queue.finish();
+            h.join().unwrap()
+        });
+        assert_eq!(waiting, Flow::Refused);
+    }
+
+    #[test]
+    fn stop_lets_what_was_pushed_through_and_ends_without_waiting_for_idle_producers() {
+        let queue = Arc::new(Queue::new(QueueLimits::default()));
+        let p = queue.producer(); // an idle producer, blocked in a read elsewhere
+        assert_eq!(p.push(Item::Message(Origin::Input, msg(1))), Flow::Continue);
+        queue.stop();
+        assert_eq!(p.push(Item::Message(Origin::Input, msg(2))), Flow::Stop, "taken, but stop reading");
+        assert!(queue.pop(true).is_some());
+        assert!(queue.pop(true).is_some());
+        assert!(queue.pop(true).is_none(), "stopping and nobody pushing: the end");
+        assert_eq!(queue.finish(), 0);
+        assert_eq!(p.push(Item::Message(Origin::Input, msg(3))), Flow::Refused);
+        assert_eq!(queue.entered(), 2);
+    }
+
+    #[test]
+    fn pop_ends_when_every_producer_has_gone() {
+        let queue = Arc::new(Queue::new(QueueLimits::default()));
+        let p = queue.producer();
+        p.push(Item::BadInput("x".into()));
+        drop(p);
+        assert!(matches!(queue.pop(true), Some(Item::BadInput(_))));
+        assert!(queue.pop(true).is_none());
+    }
+
+    #[test]
+    fn a_swap_refuses_the_old_generators_and_keeps_order() {
+        let queue = Arc::new(Queue::new(QueueLimits::default()));
+        let p = queue.producer();
+        let old = Origin::Generated { generation: 0, index: 0 };
+        assert_eq!(p.push(Item::Message(old, msg(1))), Flow::Continue);
+        let plan = Plan {
+            name: "next".into(),
+            version: String::new(),
+            engine: fluxrig_core::GearEngine::default(),
+            gears: Vec::new(),
+            wires: Vec::new(),
+            worst_case_bytes: 0,
+        };
+        queue.swap(crate::run::Rig::start(plan).unwrap());
+        assert_eq!(queue.generation(), 1);
+        assert_eq!(p.push(Item::Message(old, msg(2))), Flow::Stop, "the old plan's generator quits");
+        let new = Origin::Generated { generation: 1, index: 0 };
+        assert_eq!(p.push(Item::Message(new, msg(3))), Flow::Continue);
+        assert!(matches!(queue.pop(false), Some(Item::Message(o, _)) if o == old));
+        assert!(matches!(queue.pop(false), Some(Item::Swap(_))));
+        assert!(matches!(queue.pop(false), Some(Item::Message(o, _)) if o == new));
+        assert_eq!(queue.entered(), 2);
+    }
+}
