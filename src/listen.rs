@@ -201,7 +201,10 @@ impl Listeners {
             };
             match cloned {
                 Ok(listener) => {
-                    thread::spawn(move || accept.run(listener));
+                    // Registered here, before the run loop first waits: while it lives the
+                    // rack serves (until a stop signal).
+                    let serving = queue.producer();
+                    thread::spawn(move || accept.run(listener, &serving));
                 }
                 Err(e) => logger::error("listen", &format!("{}: cannot accept: {e}", accept.name)),
             }
@@ -224,13 +227,20 @@ impl Listeners {
     }
 }
 
-impl Drop for Listeners {
-    fn drop(&mut self) {
+impl Listeners {
+    /// Removes the UNIX socket files (when the rack stops; also on drop).
+    pub fn remove_files(&self) {
         for bound in &self.bound {
             if let Bound::Unix { path, .. } = bound {
                 let _ = fs::remove_file(path);
             }
         }
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.remove_files();
     }
 }
 
@@ -281,9 +291,7 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    fn run(self, listener: Bound2) {
-        // While this registration lives the rack serves (until a stop signal).
-        let _serving = self.queue.producer();
+    fn run(self, listener: Bound2, _serving: &crate::queue::Producer) {
         loop {
             let accepted = match &listener {
                 Bound2::Unix(l) => l.accept().map(|(s, _)| (Stream::Unix(s), String::new())),

@@ -10,7 +10,7 @@
 //! counters, base units (seconds, bytes). Label values are escaped.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -178,7 +178,10 @@ pub fn render(snapshot: &Snapshot, queue: &Queue) -> String {
 }
 
 /// Writes `render(...)` to `path` atomically (mode 0644); a failure is logged, not fatal.
-pub fn write_file(path: &PathBuf, shared: &Shared, queue: &Queue) {
+pub fn write_file(path: &Path, shared: &Shared, queue: &Queue) {
+    // The periodic writer and the final write must not share a temporary file.
+    static WRITING: Mutex<()> = Mutex::new(());
+    let _writing = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let text = {
         let snapshot = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         render(&snapshot, queue)

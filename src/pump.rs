@@ -14,7 +14,10 @@
 //!   fluxMsg is reported and skipped; a malformed or oversized one ends the input (a CBOR
 //!   sequence cannot be resynchronised), saying how many items were read before it.
 //! - At most `max_item_bytes` plus one read chunk ([`READ_CHUNK_BYTES`]) is buffered.
-//! - Reading stops when the queue says so ([`Flow::Stop`]); what was read is pushed.
+//! - Once the rack stops, no more is read from the writer; what was read already (whole
+//!   lines and items in the buffer) is pushed, and a partial one is logged as cut off.
+//! - While it holds bytes it has read, an input says so to the queue, so that a stopping
+//!   rack waits for them ([`Producer::set_holding`]).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::thread;
@@ -63,17 +66,65 @@ pub enum End {
 /// Reads `reader` as `input` until it ends, pushing every message; returns how it ended
 /// and how many items (good or bad) it read.
 pub fn read_input(reader: impl Read, input: &Input, producer: &Producer) -> (End, u64) {
-    match input.format {
+    let reader = Tracked { inner: reader, producer };
+    let (end, items) = match input.format {
         Format::Json => json_lines(reader, input, producer),
         Format::Cbor => cbor_sequence(reader, input, producer),
+    };
+    producer.set_holding(false);
+    (end, items)
+}
+
+/// The error [`Tracked`] returns for a read the stopping rack refuses.
+const STOPPED: &str = "the rack is stopping";
+
+/// A reader that tells the queue when it holds bytes read but not pushed (from a read
+/// that returned data until the next read), and refuses to read once the rack stops: the
+/// bytes already read are finished, no more are taken from the writer.
+struct Tracked<'a, R> {
+    inner: R,
+    producer: &'a Producer,
+}
+
+impl<R: Read> Read for Tracked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.producer.set_holding(false);
+        if self.producer.queue().is_stopping() {
+            return Err(std::io::Error::other(STOPPED));
+        }
+        let read = self.inner.read(buf)?;
+        // A socket whose read side the stop closed reads as its end: that is the stop too,
+        // not the writer's end (a partial line must not pass for a whole one).
+        if read == 0 && self.producer.queue().is_stopping() {
+            return Err(std::io::Error::other(STOPPED));
+        }
+        self.producer.set_holding(read > 0);
+        Ok(read)
     }
 }
 
-/// Pushes `item`; returns how the input ends if it must stop.
+/// How a failed read ends the input: the stop (with a warning if a partial line or item
+/// was cut off), a timeout, or an error reported as bad input.
+fn read_failed(e: &std::io::Error, partial: usize, input: &Input, producer: &Producer) -> End {
+    if e.to_string() == STOPPED {
+        if partial > 0 {
+            let text = format!("{partial} byte(s) of an unfinished line or item were cut off by the stop");
+            crate::logger::warn(&input.name, &text);
+        }
+        End::Stopped
+    } else if is_timeout(e) {
+        End::Idle
+    } else {
+        let _ = push(producer, read_error(input, e), input);
+        End::Broken
+    }
+}
+
+/// Pushes `item`; returns how the input ends if it must end now. A stopping queue takes
+/// the item: the reader goes on with what it has read, and its next read is refused.
 fn push(producer: &Producer, item: Item, input: &Input) -> Option<End> {
     match producer.push(item) {
-        Flow::Continue => None,
-        Flow::Stop => Some(End::Stopped),
+        Flow::Continue | Flow::Stop => None,
         Flow::Refused => {
             crate::logger::error(&input.name, "a message read after the rack finished was not processed");
             Some(End::Stopped)
@@ -105,11 +156,7 @@ fn json_lines(reader: impl Read, input: &Input, producer: &Producer) -> (End, u6
             Ok(0) => return (End::Closed, number),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if is_timeout(&e) => return (End::Idle, number),
-            Err(e) => {
-                let _ = push(producer, read_error(input, &e), input);
-                return (End::Broken, number);
-            }
+            Err(e) => return (read_failed(&e, line.len(), input, producer), number),
         }
         number += 1;
         if line.last() == Some(&b'\n') {
@@ -276,10 +323,9 @@ fn cbor_sequence(mut reader: impl Read, input: &Input, producer: &Producer) -> (
                 return (End::Closed, number);
             }
             Ok(n) => buffer.truncate(old + n),
-            Err(e) if is_timeout(&e) => return (End::Idle, number),
             Err(e) => {
-                let _ = push(producer, read_error(input, &e), input);
-                return (End::Broken, number);
+                buffer.truncate(old);
+                return (read_failed(&e, buffer.len(), input, producer), number);
             }
         }
     }
@@ -302,15 +348,15 @@ pub struct Generator {
 
 impl Generator {
     /// Pushes the messages, `interval_ms` apart, for the plan of `generation`, until done
-    /// or told to stop.
+    /// or the rack stops (or replaces the plan).
     pub fn run(self, generation: u64, producer: &Producer) {
         let origin = Origin::Generated { generation, index: self.index };
         for n in 1..=self.count {
             if n > 1 && self.interval_ms > 0 {
                 thread::sleep(Duration::from_millis(self.interval_ms));
-                if producer.queue().is_stopping() {
-                    return;
-                }
+            }
+            if producer.queue().is_stopping() {
+                return;
             }
             let raw = self.payload.replace("{n}", &n.to_string()).into_bytes();
             let mut msg = FluxMsg::with_raw(clock::new_uuid_v7(), clock::unix_nanos(), raw);

@@ -18,8 +18,10 @@
 //!   before it runs on the old plan, every one after on the new. Generators of the old
 //!   plan are refused from then on ([`Flow::Stop`]) and quit.
 //! - [`Queue::pop`] returns `None` when nothing is waiting and no producer can add more:
-//!   every producer has gone, or the queue is stopping and no producer is inside a push.
-//!   An idle queue waits on a condition variable: no polling.
+//!   every producer has gone, or the queue is stopping and no producer is inside a push or
+//!   holds bytes it has read but not pushed yet ([`Producer::set_holding`]; a producer
+//!   blocked in a read holds nothing). An idle queue waits on a condition variable: no
+//!   polling.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -114,6 +116,8 @@ struct State {
     producers: usize,
     /// Producers inside [`Queue::push`] (waiting for room or about to push).
     pushing: usize,
+    /// Producers holding bytes they have read and not pushed yet.
+    holding: usize,
     stopping: bool,
     finished: bool,
     generation: u64,
@@ -131,12 +135,16 @@ pub struct Queue {
 /// A producer's registration; while one exists, [`Queue::pop`] waits for more.
 pub struct Producer {
     queue: Arc<Queue>,
+    holding: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
         let mut state = self.queue.lock();
         state.producers -= 1;
+        if self.holding.load(std::sync::atomic::Ordering::Relaxed) {
+            state.holding -= 1;
+        }
         drop(state);
         self.queue.readable.notify_all();
     }
@@ -152,6 +160,24 @@ impl Producer {
     pub fn queue(&self) -> &Queue {
         &self.queue
     }
+
+    /// Says whether this producer holds bytes it has read and not pushed yet: a stopping
+    /// queue waits for those to be pushed before it ends.
+    pub fn set_holding(&self, holding: bool) {
+        if self.holding.swap(holding, std::sync::atomic::Ordering::Relaxed) == holding {
+            return;
+        }
+        let mut state = self.queue.lock();
+        if holding {
+            state.holding += 1;
+        } else {
+            state.holding -= 1;
+        }
+        drop(state);
+        if !holding {
+            self.queue.readable.notify_all();
+        }
+    }
 }
 
 impl Queue {
@@ -166,6 +192,7 @@ impl Queue {
                 bytes: 0,
                 producers: 0,
                 pushing: 0,
+                holding: 0,
                 stopping: false,
                 finished: false,
                 generation: 0,
@@ -185,7 +212,7 @@ impl Queue {
     /// Registers a producer: [`Queue::pop`] waits for it until it is dropped.
     pub fn producer(self: &Arc<Self>) -> Producer {
         self.lock().producers += 1;
-        Producer { queue: Arc::clone(self) }
+        Producer { queue: Arc::clone(self), holding: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// Returns the current plan generation (0 for the first plan).
@@ -279,7 +306,7 @@ impl Queue {
                 self.writable.notify_one();
                 return Some(item);
             }
-            let ended = state.producers == 0 || (state.stopping && state.pushing == 0);
+            let ended = state.producers == 0 || (state.stopping && state.pushing == 0 && state.holding == 0);
             if !wait || ended {
                 return None;
             }
@@ -371,6 +398,23 @@ mod tests {
         assert_eq!(queue.finish(), 0);
         assert_eq!(p.push(Item::Message(Origin::Input, msg(3))), Flow::Refused);
         assert_eq!(queue.entered(), 2);
+    }
+
+    #[test]
+    fn a_stopping_queue_waits_for_a_producer_holding_read_bytes() {
+        let queue = Arc::new(Queue::new(QueueLimits::default()));
+        let p = queue.producer();
+        p.set_holding(true); // read a chunk, not pushed yet
+        queue.stop();
+        thread::scope(|s| {
+            let end = s.spawn(|| queue.pop(true).is_none());
+            thread::sleep(Duration::from_millis(100));
+            assert!(!end.is_finished(), "must wait for the held bytes");
+            assert_eq!(p.push(Item::Message(Origin::Input, msg(1))), Flow::Stop);
+            p.set_holding(false); // its next read is refused: nothing more to come
+            assert!(!end.join().unwrap(), "the held message comes first");
+        });
+        assert!(queue.pop(true).is_none());
     }
 
     #[test]

@@ -548,6 +548,7 @@ pub fn run(
         }
     }
     queue.finish();
+    listeners.remove_files();
     out.flush();
     publish(&snapshot, &rig, &out.stats, &shared, &listeners);
     if let Some(path) = &settings.metrics_file {

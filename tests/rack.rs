@@ -98,7 +98,9 @@ fn cbor_in_and_out() {
     run.fails(4, "1 message(s) failed");
     assert_eq!(run.stdout().lines().count(), 1);
     assert!(
-        run.stderr().contains("standard input: CBOR item 2 is cut off at the end of the input (10 bytes); 1 item(s) read"),
+        run.stderr().contains(
+            "standard input: CBOR item 2 is cut off at the end of the input (10 bytes); 1 item(s) read"
+        ),
         "{}",
         run.stderr()
     );

@@ -10,8 +10,10 @@ mod util;
 
 mod catalog;
 mod keys;
+mod listen;
 mod rack;
 mod robustness;
 mod scenario;
+mod service;
 mod trust;
 mod tutorial;

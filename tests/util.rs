@@ -225,3 +225,175 @@ pub fn import_unsigned(d: &Dir, name: &str, module: &[u8]) -> String {
     import.ok();
     import.stdout().trim().to_string()
 }
+
+/// A gear that passes every message through after spinning `iterations` times (about
+/// five fuel units each): a gear that falls behind its input, for backpressure, stop and
+/// reload tests. Messages up to 60 KiB.
+pub fn slow_gear(iterations: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+  (memory (export "memory") 1 16)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "free") (param i32 i32))
+  (func (export "process") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32)
+    (local.set $i (i32.const {iterations}))
+    (block $done (loop $spin
+      (br_if $done (i32.eqz (local.get $i)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br $spin)))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len)))))"#
+    ))
+    .unwrap()
+}
+
+/// A `fluxrig` process left running (a service), with its output collected as it comes.
+pub struct Service {
+    child: std::sync::Mutex<std::process::Child>,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    args: String,
+}
+
+impl Dir {
+    /// Starts `fluxrig ARGS` in this folder and returns at once; its standard input stays
+    /// open until [`Service::close_stdin`].
+    pub fn spawn(&self, args: &[&str]) -> Service {
+        let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
+        let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
+        words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
+        let mut child = Command::new(&words[0])
+            .args(&words[1..])
+            .args(args)
+            .current_dir(&self.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |mut pipe: Box<dyn std::io::Read + Send>,
+                       into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 65536];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    into.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        };
+        let stdout = std::sync::Arc::default();
+        let stderr = std::sync::Arc::default();
+        let readers = vec![
+            collect(Box::new(child.stdout.take().unwrap()), std::sync::Arc::clone(&stdout)),
+            collect(Box::new(child.stderr.take().unwrap()), std::sync::Arc::clone(&stderr)),
+        ];
+        let stdin = child.stdin.take();
+        Service { child: std::sync::Mutex::new(child), stdin, stdout, stderr, readers, args: args.join(" ") }
+    }
+}
+
+impl Service {
+    /// The process id (of the emulator, under one: it forwards signals).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    /// Fails the test if the process has exited (it should still be running).
+    #[track_caller]
+    fn assert_running(&self, waiting_for: &str) {
+        if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
+            thread_sleep_for_output();
+            panic!("`fluxrig {}` exited ({status}) before {waiting_for}:\n{}", self.args, self.stderr());
+        }
+    }
+
+    /// Standard input, to write to (a thread may own it: see [`Service::take_stdin`]).
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.stdin.take().expect("standard input already taken")
+    }
+
+    /// Sends signal `name` (`TERM`, `INT`, `HUP`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until standard error contains `needle`, failing the test after [`COMMAND_TIMEOUT`].
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            let err = self.stderr();
+            if err.contains(needle) {
+                return err;
+            }
+            assert!(Instant::now() < deadline, "`fluxrig {}`: no {needle:?} in:\n{err}", self.args);
+            self.assert_running(&format!("{needle:?} was logged"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until standard output has at least `n` lines.
+    #[track_caller]
+    pub fn wait_for_lines(&self, n: usize) {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        while self.stdout().lines().count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "`fluxrig {}`: fewer than {n} lines out:\n{}",
+                self.args,
+                self.stderr()
+            );
+            self.assert_running(&format!("{n} lines were written"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the process to exit (killing it after [`COMMAND_TIMEOUT`]) and returns
+    /// its exit code.
+    #[track_caller]
+    pub fn wait(mut self) -> (i32, String, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.lock().unwrap().kill();
+                panic!("`fluxrig {}` did not exit:\n{}", self.args, self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        (status.code().unwrap_or(-1), self.stdout(), self.stderr())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Gives the pipe readers a moment to collect a process's last words.
+fn thread_sleep_for_output() {
+    std::thread::sleep(Duration::from_millis(200));
+}
