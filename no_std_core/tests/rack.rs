@@ -185,3 +185,67 @@ fn wiring_errors_are_named() {
     assert_eq!(Rack::new(one(), &[], 0).unwrap_err(), RackError::ZeroQueue);
     assert_eq!(RackError::ZeroQueue.to_string(), "the router's queue limit must be at least 1");
 }
+
+/// A sink with a clock that advances 1.5 µs per reading.
+#[derive(Default)]
+struct Clocked {
+    seen: Seen,
+    now: u64,
+}
+
+impl RackSink for Clocked {
+    fn deliver(&mut self, delivery: Delivery) {
+        self.seen.deliver(delivery);
+    }
+    fn log(&mut self, _: usize, _: LogLevel, _: &str) {}
+    fn monotonic_nanos(&mut self) -> u64 {
+        self.now += 1_500;
+        self.now
+    }
+}
+
+#[test]
+fn each_gear_counts_its_calls_outcomes_fuel_and_time() {
+    let engine = GearEngine::default();
+    let dropper = constant(&[]);
+    let slots = vec![slot(&engine, &pass_through(), 0), slot(&engine, &dropper, 1), Slot::source([7; 16])];
+    let wires = [Wire { from: 2, to: 0 }, Wire { from: 0, to: 1 }];
+    let mut rack = Rack::with_default_queue(slots, &wires).unwrap();
+    let mut sink = Clocked::default();
+    for _ in 0..3 {
+        rack.deliver(Entry::From(2), MsgBytes::from_msg(&message()), 1, &mut sink);
+    }
+    let [first, second, source] = rack.slots() else { panic!() };
+    let (first, second) = (first.stats(), second.stats());
+    assert_eq!((first.calls, first.outputs, first.dropped, first.failed), (3, 3, 0, [0; 5]));
+    assert_eq!((second.calls, second.outputs, second.dropped), (3, 0, 3));
+    assert!(first.fuel_used > 0);
+    // Each call read the clock twice, 1.5 µs apart: all in the "at most 2 µs" bucket.
+    assert_eq!(first.call_nanos[1], 3);
+    assert_eq!(first.call_nanos.iter().sum::<u64>(), 3);
+    assert_eq!(first.busy_nanos, 4_500);
+    assert_eq!(*source.stats(), Default::default());
+    // Without a clock the timings stay at zero, in the first bucket.
+    let mut plain = Seen::default();
+    rack.deliver(Entry::From(2), MsgBytes::from_msg(&message()), 1, &mut plain);
+    let stats = rack.slots()[0].stats();
+    assert_eq!((stats.calls, stats.call_nanos[0], stats.busy_nanos), (4, 1, 4_500));
+}
+
+#[test]
+fn a_failing_gear_counts_the_failure_by_blame() {
+    let engine = GearEngine::default();
+    let trap = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "free") (param i32 i32))
+  (func (export "process") (param i32 i32) (result i64) unreachable))"#,
+    )
+    .unwrap();
+    let mut rack = Rack::with_default_queue(vec![slot(&engine, &trap, 0)], &[]).unwrap();
+    rack.deliver(Entry::Inputs, MsgBytes::from_msg(&message()), 1, &mut Seen::default());
+    let stats = rack.slots()[0].stats();
+    let guest = fluxrig_core::Blame::ALL.iter().position(|b| *b == fluxrig_core::Blame::Guest).unwrap();
+    assert_eq!(stats.failed[guest], 1);
+    assert_eq!((stats.calls, stats.outputs, stats.dropped), (1, 0, 0));
+}
