@@ -200,8 +200,9 @@ pub fn spawn_file_writer(path: PathBuf, interval: Duration, shared: Shared, queu
     });
 }
 
-/// The final statistics as one JSON object (`--stats-json`).
-pub fn stats_json(snapshot: &Snapshot, abandoned: u64) -> String {
+/// The final statistics as one JSON object (`--stats-json`), with the signal that
+/// stopped the rack, if one did.
+pub fn stats_json(snapshot: &Snapshot, stopped_by: Option<&str>) -> String {
     let s = &snapshot.stats;
     let failed: serde_json::Map<String, serde_json::Value> =
         Blame::ALL.iter().zip(s.failed).map(|(b, n)| (b.to_string(), n.into())).collect();
@@ -232,7 +233,7 @@ pub fn stats_json(snapshot: &Snapshot, abandoned: u64) -> String {
         "failed_total": s.failed_total(),
         "hop_limit": s.hop_limit,
         "queue_full": s.queue_full,
-        "abandoned": abandoned,
+        "stopped_by": stopped_by,
         "bytes_in": s.bytes_in,
         "bytes_out": s.bytes_out,
         "reloads": s.reloads,

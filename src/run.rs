@@ -379,13 +379,15 @@ pub struct Outcome {
 
 /// What the signal thread shares with the run loop.
 struct Control {
+    /// The input queue (to stop it, to swap plans in, to count what entered).
     queue: Arc<Queue>,
     /// Items the run loop has finished (delivered, or reported bad).
     finished: AtomicU64,
     /// Reloads refused.
     reload_failures: AtomicU64,
+    /// The output, flushed by an abort.
     writer: Arc<Mutex<Writer>>,
-    /// The first stop signal's name (0: none yet, else an index into `SIGNAL_NAMES`).
+    /// The first stop signal (0: none yet, else its index in `SIGNAL_NAMES`).
     signal: AtomicU64,
 }
 
@@ -446,7 +448,8 @@ pub fn run(
     let listeners = Arc::new(listeners);
     spawn_signals(Arc::clone(&shared), Arc::clone(&listeners), reload)?;
     let mut inputs: Vec<String> = Vec::new();
-    if settings.stdin {
+    // Standard input only for a rack with inputs: a rack of generators ends when they do.
+    if settings.stdin && !rig.rack().inputs().is_empty() {
         inputs.push("standard input".into());
         let producer = queue.producer();
         let input = Input {
@@ -556,12 +559,12 @@ pub fn run(
     }
     let mut stats = out.stats;
     stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed);
-    if let Some(path) = &settings.stats_json {
-        let text = metrics::stats_json(&lock_snapshot(&snapshot), 0) + "\n";
-        write_stats_json(path, &text);
-    }
     let signal =
         SIGNAL_NAMES.get(shared.signal.load(Ordering::Relaxed) as usize).filter(|s| !s.is_empty()).copied();
+    if let Some(path) = &settings.stats_json {
+        let text = metrics::stats_json(&lock_snapshot(&snapshot), signal) + "\n";
+        write_stats_json(path, &text);
+    }
     Ok(Outcome { stats, signal })
 }
 

@@ -57,6 +57,7 @@ fn sigterm_finishes_every_message_already_read_and_exits_0() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("SIGTERM: stopping; no more input is read"), "{err}");
     let stats = stats_file(&d);
+    assert_eq!(stats["stopped_by"], "SIGTERM");
     assert_accounted(&stats);
     let read = stats["in"].as_u64().unwrap();
     // Stopped midway: fewer read than written, and every one read came out, in order.
@@ -109,7 +110,7 @@ fn a_full_queue_stops_the_reader_and_memory_stays_bounded() {
         "--queue-messages",
         "100000",
         "--queue-bytes",
-        "1048576",
+        "262144",
         "--output-format",
         "cbor",
         "--stats-json",
@@ -155,7 +156,7 @@ fn a_full_queue_stops_the_reader_and_memory_stays_bounded() {
         written >> 10,
         floor >> 10
     );
-    // At most the queue (1 MiB) + one message + the reader's buffers, above the floor.
+    // At most the queue (256 KiB) + one message + the reader's buffers, above the floor.
     assert!(peak < floor + (4 << 20), "peak RSS {} KiB, floor {} KiB", peak >> 10, floor >> 10);
 }
 
