@@ -33,9 +33,13 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
 
-/// fluxrig-edge: run signed fluxrig Wasm gears on an edge gateway. Exit codes: 0 success,
-/// 1 refused or failed, 2 bad command line, 3 trust failure (signature or hash).
+/// fluxrig-edge: run signed fluxrig Wasm gears on an edge gateway. Every command takes
+/// --data-dir DIR (default ./data, or $FLUXRIG_DATA_DIR), before or after its name, and
+/// -h/--help; 'fluxrig help COMMAND' works too. Exit codes: 0 success, 1 refused or failed,
+/// 2 bad command line, 3 trust failure (signature or hash); 'run' adds 4 (some messages
+/// failed) and 5 (stopped by a second signal).
 #[derive(FromArgs, Debug)]
+#[argh(help_triggers("-h", "--help", "help"))]
 pub struct Top {
     #[argh(subcommand)]
     pub command: Command,
@@ -49,11 +53,22 @@ pub enum Command {
     Wasm(Wasm),
     Scenario(ScenarioCmd),
     Run(Run),
+    Version(Version),
+}
+
+/// print the version, git commit, target and enabled features (also --version, -V)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "version", help_triggers("-h", "--help", "help"))]
+pub struct Version {
+    /// data folder (not used by this command)
+    #[argh(option, default = "default_data_dir()")]
+    #[allow(dead_code)] // accepted on every command, so that the global --data-dir always fits
+    pub data_dir: PathBuf,
 }
 
 /// manage Ed25519 key files
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "keys")]
+#[argh(subcommand, name = "keys", help_triggers("-h", "--help", "help"))]
 pub struct Keys {
     #[argh(subcommand)]
     pub command: KeysCommand,
@@ -69,7 +84,7 @@ pub enum KeysCommand {
 /// generate an Ed25519 key pair: PATH (64 bytes, seed then public key) and PATH.pub (32
 /// bytes), both mode 0600; usable as a vendor key or a cluster key
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "gen-cluster")]
+#[argh(subcommand, name = "gen-cluster", help_triggers("-h", "--help", "help"))]
 pub struct GenCluster {
     /// key file to write (overrides --dir and --name)
     #[argh(option, short = 'o')]
@@ -91,7 +106,7 @@ pub struct GenCluster {
 
 /// sign, import, inspect and try Wasm gear modules
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "wasm")]
+#[argh(subcommand, name = "wasm", help_triggers("-h", "--help", "help"))]
 pub struct Wasm {
     #[argh(subcommand)]
     pub command: WasmCommand,
@@ -110,7 +125,7 @@ pub enum WasmCommand {
 
 /// vendor-sign a module in place (replaces an older vendor signature)
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "sign")]
+#[argh(subcommand, name = "sign", help_triggers("-h", "--help", "help"))]
 pub struct Sign {
     /// the .wasm module to sign
     #[argh(positional)]
@@ -127,7 +142,7 @@ pub struct Sign {
 /// check a module's vendor signature against DATA/wasm/keys and its shape, countersign it
 /// with the node's cluster key and store it in the catalog; prints its SHA-256 hash
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "import")]
+#[argh(subcommand, name = "import", help_triggers("-h", "--help", "help"))]
 pub struct Import {
     /// the vendor-signed .wasm module
     #[argh(positional)]
@@ -142,8 +157,11 @@ pub struct Import {
 
 /// list the catalog and check every module's cluster signature and hash
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "list")]
+#[argh(subcommand, name = "list", help_triggers("-h", "--help", "help"))]
 pub struct List {
+    /// print one JSON object per module (hash, bytes, ok, error) instead of a table
+    #[argh(switch)]
+    pub json: bool,
     /// data folder (default ./data)
     #[argh(option, default = "default_data_dir()")]
     pub data_dir: PathBuf,
@@ -151,7 +169,7 @@ pub struct List {
 
 /// check a module file: vendor signature, cluster signature (if any) and gear shape
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "verify")]
+#[argh(subcommand, name = "verify", help_triggers("-h", "--help", "help"))]
 pub struct VerifyCmd {
     /// the .wasm module
     #[argh(positional)]
@@ -164,17 +182,27 @@ pub struct VerifyCmd {
     pub data_dir: PathBuf,
 }
 
-/// run one message through a gear and print the result as a JSON line; the gear author's
-/// test bench. A catalog hash is verified; a file runs unverified, with a warning
+/// run messages through a gear and print each result as a JSON line: the gear author's
+/// test bench. The messages: -m MESSAGE (or -m @FILE), else standard input (one JSON line
+/// or CBOR item each) when it is not a terminal, else "hello". A catalog hash is verified;
+/// a file runs unverified, with a warning
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "call")]
+#[argh(subcommand, name = "call", help_triggers("-h", "--help", "help"))]
 pub struct Call {
     /// a .wasm file, or the catalog hash of an imported module
     #[argh(positional)]
     pub module: String,
-    /// the message: a fluxMsg as JSON, or any other text as its raw payload (default "hello")
-    #[argh(option, short = 'm', default = "String::from(\"hello\")")]
-    pub message: String,
+    /// the message: a fluxMsg as JSON, or any other text as its raw payload; @FILE reads it
+    /// from FILE
+    #[argh(option, short = 'm')]
+    pub message: Option<String>,
+    /// input format of standard input: json (lines) or cbor (sequence) (default json)
+    #[argh(option, default = "Format::Json")]
+    pub input_format: Format,
+    /// run each message N times and report fuel and time per call (min, median, max) and
+    /// the instance rebuilds; the output is printed once (default 1)
+    #[argh(option, long = "loop", default = "1")]
+    pub repeat: u32,
     /// entrypoint export (default process)
     #[argh(option, default = "String::from(\"process\")")]
     pub entrypoint: String,
@@ -194,7 +222,7 @@ pub struct Call {
 
 /// check and store scenarios
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "scenario")]
+#[argh(subcommand, name = "scenario", help_triggers("-h", "--help", "help"))]
 pub struct ScenarioCmd {
     #[argh(subcommand)]
     pub command: ScenarioCommand,
@@ -205,19 +233,86 @@ pub struct ScenarioCmd {
 #[argh(subcommand)]
 pub enum ScenarioCommand {
     Import(ScenarioImport),
+    Validate(ScenarioValidate),
+    List(ScenarioList),
+    Show(ScenarioShow),
+    Activate(ScenarioActivate),
 }
 
 /// check a scenario completely (schema, names, wires, sources, signatures, hashes,
-/// limits, memory budget), then store it, and with --activate make it the one 'run' uses
+/// limits, memory budget), then store it as DATA/scenarios/NAME.yaml, and with --activate
+/// make it the one 'run' uses
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "import")]
+#[argh(subcommand, name = "import", help_triggers("-h", "--help", "help"))]
 pub struct ScenarioImport {
     /// the scenario YAML file
     #[argh(positional)]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// the scenario YAML file (fluxrig's spelling)
+    #[argh(option, short = 'f', long = "file")]
+    pub file_flag: Option<PathBuf>,
     /// make it the active scenario
     #[argh(switch)]
     pub activate: bool,
+    /// check everything and write nothing (as 'scenario validate')
+    #[argh(switch, short = 'd')]
+    pub dry_run: bool,
+    /// memory budget for all gears in MiB (default: half of this machine's RAM)
+    #[argh(option)]
+    pub memory_budget_mib: Option<usize>,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// check a scenario as 'scenario import' does (schema, sources, signatures, hashes,
+/// budget) and write nothing
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "validate", help_triggers("-h", "--help", "help"))]
+pub struct ScenarioValidate {
+    /// the scenario YAML file
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// memory budget for all gears in MiB (default: half of this machine's RAM)
+    #[argh(option)]
+    pub memory_budget_mib: Option<usize>,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// list the stored scenarios, marking the active one
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list", help_triggers("-h", "--help", "help"))]
+pub struct ScenarioList {
+    /// print one JSON object per scenario (name, version, file, active)
+    #[argh(switch)]
+    pub json: bool,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// print a stored scenario's YAML, by name
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show", help_triggers("-h", "--help", "help"))]
+pub struct ScenarioShow {
+    /// the scenario's name (as 'scenario list' shows it)
+    #[argh(positional)]
+    pub name: String,
+    /// data folder (default ./data)
+    #[argh(option, default = "default_data_dir()")]
+    pub data_dir: PathBuf,
+}
+
+/// check a stored scenario again and make it the active one; a running rack switches to
+/// it on SIGHUP (systemctl reload fluxrig)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "activate", help_triggers("-h", "--help", "help"))]
+pub struct ScenarioActivate {
+    /// the scenario's name (as 'scenario list' shows it)
+    #[argh(positional)]
+    pub name: String,
     /// memory budget for all gears in MiB (default: half of this machine's RAM)
     #[argh(option)]
     pub memory_budget_mib: Option<usize>,
@@ -233,7 +328,7 @@ pub struct ScenarioImport {
 /// every message written or dropped by a gear, 4 some messages failed, 5 stopped by a
 /// second signal, 1/2/3 could not start
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "run")]
+#[argh(subcommand, name = "run", help_triggers("-h", "--help", "help"))]
 pub struct Run {
     /// scenario YAML to run instead of the active one (SIGHUP re-reads it)
     #[argh(option)]
@@ -308,4 +403,264 @@ pub struct Run {
 
 fn parse_log_level(value: &str) -> Result<LogLevel, String> {
     crate::logger::parse_level(value)
+}
+
+/// The environment variable naming the data folder when `--data-dir` is not given.
+pub const DATA_DIR_ENV: &str = "FLUXRIG_DATA_DIR";
+
+/// What the command line asks for: a command, or text to print and an exit code (help,
+/// a usage error).
+#[derive(Debug)]
+pub enum Parsed {
+    /// A command to run.
+    Run(Top),
+    /// Text to print (to standard output if `code` is 0, else to standard error).
+    Print {
+        /// The text.
+        text: String,
+        /// The exit code.
+        code: u8,
+    },
+}
+
+/// Parses `args` (without the program name) the way people type them: `--opt=value` as
+/// well as `--opt value`; `--data-dir` before or after the command, else
+/// [`DATA_DIR_ENV`]; `--version`, `-V` and `version`; `help COMMAND...`; and a suggestion
+/// for a mistyped command or flag.
+pub fn parse(program: &str, args: &[String], data_dir_env: Option<String>) -> Parsed {
+    let mut words: Vec<String> = Vec::with_capacity(args.len() + 2);
+    let mut data_dir = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            words.push(arg.clone());
+            words.extend(rest.by_ref().cloned());
+            break;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") && flag.len() > 2 => {
+                (flag, Some(value.to_string()))
+            }
+            _ => (arg.as_str(), None),
+        };
+        if flag == "--data-dir" {
+            match inline.or_else(|| rest.next().cloned()) {
+                Some(dir) => data_dir = Some(dir),
+                None => return usage("--data-dir needs a folder, as in --data-dir /var/lib/fluxrig"),
+            }
+            continue;
+        }
+        words.push(flag.to_string());
+        words.extend(inline);
+    }
+    match words.first().map(String::as_str) {
+        Some("--version" | "-V") => words[0] = "version".to_string(),
+        Some("help") if words.len() > 1 => {
+            words.remove(0);
+            words.push("--help".to_string());
+        }
+        None => words.push("--help".to_string()),
+        _ => {}
+    }
+    let is_command = words.first().is_some_and(|w| !w.starts_with('-') && w != "help");
+    if let Some(dir) = data_dir.or(data_dir_env).filter(|_| is_command) {
+        words.push("--data-dir".to_string());
+        words.push(dir);
+    }
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    match Top::from_args(&[program], &refs) {
+        Ok(top) => Parsed::Run(top),
+        Err(early) if early.status.is_ok() => Parsed::Print { text: early.output, code: 0 },
+        Err(early) => Parsed::Print { text: explain(program, &refs, &early.output), code: EXIT_USAGE },
+    }
+}
+
+const EXIT_USAGE: u8 = crate::error::EXIT_USAGE;
+
+fn usage(text: &str) -> Parsed {
+    Parsed::Print { text: format!("fluxrig: {text}"), code: EXIT_USAGE }
+}
+
+/// Turns argh's "Unrecognized argument" into one line naming the command, the nearest
+/// known command or flag, and where the help is; other errors pass unchanged.
+fn explain(program: &str, words: &[&str], error: &str) -> String {
+    let Some(given) = error.strip_prefix("Unrecognized argument: ") else {
+        return error.trim_end().to_string();
+    };
+    let given = given.trim().trim_matches('"');
+    // The command path: the leading words that name (sub)commands.
+    let mut path: Vec<&str> = Vec::new();
+    let mut known = candidates(program, &path);
+    for word in words.iter().take_while(|w| **w != given) {
+        if known.commands.iter().any(|c| c == word) {
+            path.push(word);
+            known = candidates(program, &path);
+        }
+    }
+    let pool = if given.starts_with('-') { &known.flags } else { &known.commands };
+    let nearest = pool
+        .iter()
+        .map(|c| (distance(given, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!(" (did you mean {c:?}?)"))
+        .unwrap_or_default();
+    let command = if path.is_empty() { "fluxrig".to_string() } else { format!("fluxrig {}", path.join(" ")) };
+    let kind = if given.starts_with('-') { "flag" } else { "command or argument" };
+    format!("fluxrig: unknown {kind} {given:?} for '{command}'{nearest}; see '{command} --help'")
+}
+
+/// The commands and flags a command path knows, read from its own help text.
+struct Known {
+    commands: Vec<String>,
+    flags: Vec<String>,
+}
+
+fn candidates(program: &str, path: &[&str]) -> Known {
+    let mut words = path.to_vec();
+    words.push("--help");
+    let help = match Top::from_args(&[program], &words) {
+        Err(early) => early.output,
+        Ok(_) => String::new(),
+    };
+    let mut known = Known { commands: Vec::new(), flags: Vec::new() };
+    let mut in_commands = false;
+    for line in help.lines() {
+        if !line.starts_with(' ') {
+            in_commands = line.starts_with("Commands:");
+            continue;
+        }
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if in_commands {
+            known.commands.push(first.to_string());
+        } else {
+            known.flags.extend(
+                line.split_whitespace()
+                    .take_while(|w| w.starts_with('-'))
+                    .map(|w| w.trim_end_matches(',').to_string()),
+            );
+        }
+    }
+    known
+}
+
+/// Levenshtein distance between two short words.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The version line: version, git commit, target and enabled features.
+pub fn version_line() -> String {
+    // The package's cargo features compiled in (none yet; the bus adds `nats`).
+    let features: Vec<&str> = Vec::new();
+    format!(
+        "fluxrig {} (commit {}, target {}, features: {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("FLUXRIG_GIT_COMMIT"),
+        env!("FLUXRIG_TARGET"),
+        if features.is_empty() { "none".to_string() } else { features.join(", ") }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: Option<&str>) -> Parsed {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        parse("fluxrig", &args, env.map(String::from))
+    }
+
+    fn printed(args: &[&str]) -> (String, u8) {
+        match run(args, None) {
+            Parsed::Print { text, code } => (text, code),
+            Parsed::Run(top) => panic!("{args:?} parsed as {top:?}"),
+        }
+    }
+
+    #[test]
+    fn equals_values_and_a_global_data_dir_anywhere() {
+        for args in [
+            &["--data-dir", "/d", "wasm", "list"][..],
+            &["wasm", "--data-dir=/d", "list"],
+            &["wasm", "list", "--data-dir", "/d"],
+            &["--data-dir=/d", "wasm", "list"],
+        ] {
+            let Parsed::Run(Top { command: Command::Wasm(Wasm { command: WasmCommand::List(l) }) }) =
+                run(args, None)
+            else {
+                panic!("{args:?}")
+            };
+            assert_eq!(l.data_dir, PathBuf::from("/d"), "{args:?}");
+        }
+        let Parsed::Run(Top { command: Command::Run(r) }) =
+            run(&["run", "--input-format=cbor"], Some("/env"))
+        else {
+            panic!()
+        };
+        assert_eq!((r.input_format, r.data_dir), (Format::Cbor, PathBuf::from("/env")));
+        let Parsed::Run(Top { command: Command::Run(r) }) =
+            run(&["run", "--data-dir", "/flag"], Some("/env"))
+        else {
+            panic!()
+        };
+        assert_eq!(r.data_dir, PathBuf::from("/flag"), "the flag wins over the environment");
+        assert_eq!(printed(&["run", "--data-dir"]).1, EXIT_USAGE);
+    }
+
+    #[test]
+    fn help_version_and_suggestions() {
+        for args in [
+            &["-h"][..],
+            &["--help"],
+            &["help"],
+            &[],
+            &["help", "wasm"],
+            &["wasm", "-h"],
+            &["wasm", "call", "help"],
+        ] {
+            let (text, code) = printed(args);
+            assert_eq!(code, 0, "{args:?}");
+            assert!(text.starts_with("Usage: fluxrig"), "{args:?}: {text}");
+        }
+        assert!(printed(&["help", "wasm", "call"]).0.starts_with("Usage: fluxrig wasm call"));
+        for args in [&["--version"][..], &["-V"], &["version"]] {
+            assert!(matches!(run(args, None), Parsed::Run(Top { command: Command::Version(_) })), "{args:?}");
+        }
+        assert!(version_line().starts_with(concat!("fluxrig ", env!("CARGO_PKG_VERSION"), " (commit ")));
+        let (text, code) = printed(&["wasm", "lst"]);
+        assert_eq!(code, EXIT_USAGE);
+        assert_eq!(
+            text,
+            "fluxrig: unknown command or argument \"lst\" for 'fluxrig wasm' (did you mean \"list\"?); see 'fluxrig wasm --help'"
+        );
+        let (text, _) = printed(&["run", "--lsten", "unix:x"]);
+        assert!(
+            text.contains("unknown flag \"--lsten\" for 'fluxrig run' (did you mean \"--listen\"?)"),
+            "{text}"
+        );
+        let (text, _) = printed(&["scenaro", "list"]);
+        assert!(text.contains("(did you mean \"scenario\"?); see 'fluxrig --help'"), "{text}");
+        let (text, _) = printed(&["wasm", "frobnicate"]);
+        assert!(!text.contains("did you mean"), "no suggestion when nothing is near: {text}");
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(distance("lst", "list"), 1);
+        assert_eq!(distance("--lsten", "--listen"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
 }

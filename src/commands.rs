@@ -18,7 +18,8 @@ use crate::keys;
 use crate::listen::ListenLimits;
 use crate::logger;
 use crate::plan::{self, Checks};
-use crate::queue::QueueLimits;
+use crate::pump;
+use crate::queue::{Item, Queue, QueueLimits};
 use crate::run::{self, Rig};
 use crate::scenario::{self, MAX_SCENARIO_BYTES};
 
@@ -33,8 +34,18 @@ pub fn run(top: Top) -> Result<()> {
             WasmCommand::Verify(c) => verify_file(&c),
             WasmCommand::Call(c) => call(&c),
         },
-        Command::Scenario(ScenarioCmd { command: ScenarioCommand::Import(c) }) => scenario_import(&c),
+        Command::Scenario(ScenarioCmd { command }) => match command {
+            ScenarioCommand::Import(c) => scenario_import(&c),
+            ScenarioCommand::Validate(c) => scenario_validate(&c),
+            ScenarioCommand::List(c) => scenario_list(&c),
+            ScenarioCommand::Show(c) => scenario_show(&c),
+            ScenarioCommand::Activate(c) => scenario_activate(&c),
+        },
         Command::Run(c) => run_rack(&c),
+        Command::Version(_) => {
+            println!("{}", crate::cli::version_line());
+            Ok(())
+        }
     }
 }
 
@@ -86,13 +97,25 @@ fn list(c: &List) -> Result<()> {
     }
     let (mut bad, mut trust) = (0, false);
     for row in &rows {
+        if let Err(e) = &row.status {
+            bad += 1;
+            trust |= e.exit_code() == crate::error::EXIT_UNTRUSTED;
+        }
+        if c.json {
+            let error = row.status.as_ref().err().map(ToString::to_string);
+            let object = serde_json::json!({
+                "hash": row.name.strip_suffix(".wasm").unwrap_or(&row.name),
+                "file": row.name,
+                "bytes": row.bytes,
+                "ok": error.is_none(),
+                "error": error,
+            });
+            println!("{object}");
+            continue;
+        }
         match &row.status {
             Ok(()) => println!("{}  {:>8} B  ok", row.name, row.bytes),
-            Err(e) => {
-                bad += 1;
-                trust |= e.exit_code() == crate::error::EXIT_UNTRUSTED;
-                println!("{}  {:>8} B  REFUSED: {e}", row.name, row.bytes);
-            }
+            Err(e) => println!("{}  {:>8} B  REFUSED: {e}", row.name, row.bytes),
         }
     }
     if bad > 0 {
@@ -156,23 +179,37 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     }
 }
 
-/// Prints what the one gear of `wasm call` made of the message.
+/// What the gear of `wasm call` made of one message: printed once, counted every time.
+#[derive(Default)]
 struct CallOutput {
+    /// Print the output (the first run of each message only).
+    print: bool,
+    /// The outcome of the last run: `Err` for a failure.
     outcome: Option<Result<()>>,
+    /// Whether the last failure drops the instance (the next call rebuilds it).
+    rebuilds: bool,
 }
 
 impl RackSink for CallOutput {
     fn deliver(&mut self, delivery: Delivery) {
+        self.rebuilds = false;
         self.outcome = Some(match delivery {
             Delivery::Output { msg, .. } => {
-                println!("{}", json::to_json(&msg.to_msg()));
+                if self.print {
+                    println!("{}", json::to_json(&msg.to_msg()));
+                }
                 Ok(())
             }
             Delivery::Dropped { .. } => {
-                eprintln!("the gear dropped the message");
+                if self.print {
+                    eprintln!("the gear dropped the message");
+                }
                 Ok(())
             }
-            Delivery::Failed { error, .. } => Err(Error::gear("gear", error)),
+            Delivery::Failed { error, .. } => {
+                self.rebuilds = error.rebuilds_instance();
+                Err(Error::gear("gear", error))
+            }
             Delivery::HopLimit { .. } | Delivery::QueueFull { .. } => {
                 Err(Error::invalid("the message was refused by the rack's limits"))
             }
@@ -180,12 +217,73 @@ impl RackSink for CallOutput {
     }
 
     fn log(&mut self, _gear: usize, level: fluxrig_core::abi::LogLevel, line: &str) {
-        logger::guest(level, "gear", line);
+        if self.print {
+            logger::guest(level, "gear", line);
+        }
     }
+}
+
+/// The messages of `wasm call`: -m TEXT, -m @FILE, standard input, or "hello".
+fn call_messages(c: &Call) -> Result<Vec<MsgBytes>> {
+    use std::io::IsTerminal;
+    let one = |text: &[u8]| pump::line_to_message(text).map_err(|e| Error::invalid(format!("message: {e}")));
+    match &c.message {
+        Some(text) => match text.strip_prefix('@') {
+            Some(path) => {
+                let bytes = read_limited(Path::new(path), pump::MAX_STDIN_ITEM_BYTES, "message")?;
+                let line = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                Ok(vec![one(line.strip_suffix(b"\r").unwrap_or(line))?])
+            }
+            None => Ok(vec![one(text.as_bytes())?]),
+        },
+        None if !std::io::stdin().is_terminal() => {
+            // Standard input through the rack's own reader: same framing, same limits.
+            let queue = std::sync::Arc::new(Queue::new(QueueLimits::default()));
+            let producer = queue.producer();
+            let input = pump::Input {
+                name: "standard input".into(),
+                format: c.input_format,
+                max_item_bytes: pump::MAX_STDIN_ITEM_BYTES,
+            };
+            let reader = std::thread::spawn(move || pump::read_input(std::io::stdin(), &input, &producer));
+            let mut messages = Vec::new();
+            let mut bad = 0;
+            while let Some(item) = queue.pop(true) {
+                match item {
+                    Item::Message(_, msg) => messages.push(msg),
+                    Item::BadInput(text) => {
+                        bad += 1;
+                        logger::error("input", &text);
+                    }
+                    Item::Swap(_) => {}
+                }
+            }
+            let _ = reader.join();
+            if bad > 0 {
+                return Err(Error::invalid(format!("{bad} input item(s) are not messages")));
+            }
+            if messages.is_empty() {
+                logger::info("call", "standard input is empty: calling with \"hello\"");
+                messages.push(one(b"hello")?);
+            }
+            Ok(messages)
+        }
+        None => Ok(vec![one(b"hello")?]),
+    }
+}
+
+/// Minimum, median and maximum of `values` (sorted in place).
+fn spread<T: Copy + Ord + Default>(values: &mut [T]) -> (T, T, T) {
+    values.sort_unstable();
+    let at = |i: usize| values.get(i).copied().unwrap_or_default();
+    (at(0), at(values.len() / 2), at(values.len().saturating_sub(1)))
 }
 
 fn call(c: &Call) -> Result<()> {
     logger::set_verbose(c.verbose);
+    if c.repeat == 0 {
+        return Err(Error::Usage("--loop must be at least 1".into()));
+    }
     let module = match CatalogHash::from_hex(&c.module) {
         Some(hash) if !Path::new(&c.module).exists() => {
             let key = keys::cluster_public_key(&c.data_dir)?;
@@ -204,14 +302,49 @@ fn call(c: &Call) -> Result<()> {
         fuel: FuelBudget { per_message: c.fuel, ..FuelBudget::default() },
         ..GearConfig::default()
     };
-    let msg = json::from_line(&c.message)?;
-    let msg = MsgBytes::try_from_msg(&msg).map_err(|e| Error::invalid(format!("message: {e}")))?;
+    let messages = call_messages(c)?;
     let mut rig = Rig::start(plan::one_gear("gear", &module, config)?)?;
-    let mut output = CallOutput { outcome: None };
-    rig.deliver(Entry::Inputs, msg, &mut output);
-    let fuel = rig.rack().slots().first().and_then(|s| s.as_gear()).map_or(0, |g| g.last_fuel_used());
-    eprintln!("fuel used: {fuel}");
-    output.outcome.unwrap_or(Ok(()))
+    let (mut failed, mut first_error) = (0usize, None);
+    for (n, msg) in messages.into_iter().enumerate() {
+        let mut output = CallOutput { print: true, ..CallOutput::default() };
+        let (mut fuel, mut nanos, mut rebuilds) = (Vec::new(), Vec::new(), 0u32);
+        for run in 0..c.repeat {
+            output.print = run == 0;
+            let started = std::time::Instant::now();
+            rig.deliver(Entry::Inputs, msg.clone(), &mut output);
+            nanos.push(started.elapsed().as_nanos());
+            fuel.push(rig.rack().slots().first().and_then(|s| s.as_gear()).map_or(0, |g| g.last_fuel_used()));
+            rebuilds += u32::from(output.rebuilds);
+        }
+        let label = if n == 0 && c.repeat == 1 { String::new() } else { format!("message {}: ", n + 1) };
+        if c.repeat == 1 {
+            eprintln!("{label}fuel used: {}", fuel.first().copied().unwrap_or(0));
+        } else {
+            let (f0, f1, f2) = spread(&mut fuel);
+            let (t0, t1, t2) = spread(&mut nanos);
+            let micros = |t: u128| t as f64 / 1000.0;
+            eprintln!(
+                "{label}{} calls: fuel min {f0}, median {f1}, max {f2}; time min {:.2} µs, median {:.2} µs, max {:.2} µs; {rebuilds} instance rebuild(s)",
+                c.repeat,
+                micros(t0),
+                micros(t1),
+                micros(t2)
+            );
+        }
+        if let Some(Err(e)) = output.outcome {
+            failed += 1;
+            if first_error.is_none() {
+                first_error = Some(e);
+            } else {
+                eprintln!("{label}{e}");
+            }
+        }
+    }
+    match first_error {
+        Some(e) if failed == 1 => Err(e),
+        Some(e) => Err(Error::invalid(format!("{failed} messages failed; the first: {e}"))),
+        None => Ok(()),
+    }
 }
 
 fn budget(mib: Option<usize>) -> Result<usize> {
@@ -248,23 +381,160 @@ fn read_scenario(path: &Path) -> Result<(Vec<u8>, scenario::Scenario)> {
     Ok((bytes, parsed))
 }
 
-fn scenario_import(c: &ScenarioImport) -> Result<()> {
-    let (bytes, parsed) = read_scenario(&c.file)?;
-    let (gears, wires) = (parsed.gears.len(), parsed.wires.len());
-    let plan = plan::plan(parsed, &c.data_dir, Checks::Verified, budget(c.memory_budget_mib)?)
-        .map_err(|e| e.context(c.file.display()))?;
-    let stored = c.data_dir.join("scenarios").join(format!("{}.yaml", slug(&plan.name)));
-    write_atomic(&stored, &bytes, 0o644)?;
-    if c.activate {
-        write_atomic(&active_path(&c.data_dir), &bytes, 0o644)?;
-    }
-    println!(
-        "imported scenario '{}' {} ({gears} gear(s), {wires} wire(s), worst-case memory {} KiB) to {}{}",
+/// Reads, checks and plans the scenario at `file` as an import does, writing nothing.
+fn check_scenario(file: &Path, budget_mib: Option<usize>, data_dir: &Path) -> Result<(Vec<u8>, plan::Plan)> {
+    let (bytes, parsed) = read_scenario(file)?;
+    let plan = plan::plan(parsed, data_dir, Checks::Verified, budget(budget_mib)?)
+        .map_err(|e| e.context(file.display()))?;
+    Ok((bytes, plan))
+}
+
+fn describe(plan: &plan::Plan) -> String {
+    format!(
+        "scenario '{}' {} ({} gear(s), {} wire(s), worst-case memory {} KiB)",
         plan.name,
         plan.version,
-        plan.worst_case_bytes.div_ceil(1024),
-        stored.display(),
-        if c.activate { "; active" } else { "" }
+        plan.gears.len(),
+        plan.wires.len(),
+        plan.worst_case_bytes.div_ceil(1024)
+    )
+}
+
+fn scenario_import(c: &ScenarioImport) -> Result<()> {
+    let file = match (&c.file, &c.file_flag) {
+        (Some(file), None) | (None, Some(file)) => file,
+        (None, None) => {
+            return Err(Error::Usage("scenario import needs the scenario file: FILE or -f FILE".into()))
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage("give the scenario file once: FILE or -f FILE".into()))
+        }
+    };
+    let (bytes, plan) = check_scenario(file, c.memory_budget_mib, &c.data_dir)?;
+    if c.dry_run {
+        println!("{} is valid; nothing written (--dry-run)", describe(&plan));
+        return Ok(());
+    }
+    let stored = c.data_dir.join("scenarios").join(format!("{}.yaml", slug(&plan.name)));
+    let active = active_path(&c.data_dir);
+    let read = |path: &Path| read_limited(path, MAX_SCENARIO_BYTES, "scenario").ok();
+    let (previous, active_before) = (read(&stored), read(&active));
+    write_atomic(&stored, &bytes, 0o644)?;
+    let was_active = previous.is_some() && previous == active_before;
+    let activity = if c.activate {
+        write_atomic(&active, &bytes, 0o644)?;
+        if active_before.as_deref() == Some(&bytes[..]) {
+            "; active (unchanged)"
+        } else {
+            "; now active (a running rack switches on SIGHUP)"
+        }
+    } else {
+        ""
+    };
+    println!("imported {} to {}{activity}", describe(&plan), stored.display());
+    if !c.activate && was_active && previous.as_deref() != Some(&bytes[..]) {
+        eprintln!(
+            "note: '{}' is the active scenario, and the active copy is still the one imported before; \
+             'fluxrig scenario activate {}' switches to this one",
+            plan.name,
+            slug(&plan.name)
+        );
+    }
+    Ok(())
+}
+
+fn scenario_validate(c: &ScenarioValidate) -> Result<()> {
+    let (_, plan) = check_scenario(&c.file, c.memory_budget_mib, &c.data_dir)?;
+    println!("{} is valid; nothing written", describe(&plan));
+    Ok(())
+}
+
+/// One stored scenario: its file, and its name and version if it parses.
+struct Stored {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    parsed: Result<(String, String)>,
+}
+
+fn stored_scenarios(data_dir: &Path) -> Result<Vec<Stored>> {
+    let dir = data_dir.join("scenarios");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, "read scenarios", e)),
+    };
+    let mut found: Vec<Stored> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yaml") && p.file_name().is_some_and(|n| n != "active.yaml")
+        })
+        .map(|path| match read_scenario(&path) {
+            Ok((bytes, parsed)) => Stored { path, bytes, parsed: Ok((parsed.name, parsed.version)) },
+            Err(e) => Stored { path, bytes: Vec::new(), parsed: Err(e) },
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// The stored scenario called `name` (its name in the YAML, or its file name).
+fn find_stored(data_dir: &Path, name: &str) -> Result<Stored> {
+    let all = stored_scenarios(data_dir)?;
+    let names: Vec<String> =
+        all.iter().filter_map(|s| s.parsed.as_ref().ok().map(|(n, _)| format!("{n:?}"))).collect();
+    all.into_iter()
+        .find(|s| {
+            s.parsed.as_ref().is_ok_and(|(n, _)| n == name)
+                || s.path.file_stem().is_some_and(|stem| stem.to_string_lossy() == slug(name))
+        })
+        .ok_or_else(|| {
+            let known = if names.is_empty() { "none is stored".to_string() } else { names.join(", ") };
+            Error::invalid(format!("no stored scenario {name:?} in {} (stored: {known})", data_dir.display()))
+        })
+}
+
+fn scenario_list(c: &ScenarioList) -> Result<()> {
+    let active = read_limited(&active_path(&c.data_dir), MAX_SCENARIO_BYTES, "scenario").ok();
+    let all = stored_scenarios(&c.data_dir)?;
+    if all.is_empty() && !c.json {
+        eprintln!("no scenarios in {}", c.data_dir.join("scenarios").display());
+    }
+    for s in &all {
+        let is_active = active.as_deref() == Some(&s.bytes[..]) && !s.bytes.is_empty();
+        let file = s.path.display().to_string();
+        match (&s.parsed, c.json) {
+            (Ok((name, version)), true) => println!(
+                "{}",
+                serde_json::json!({"name": name, "version": version, "file": file, "active": is_active})
+            ),
+            (Err(e), true) => println!("{}", serde_json::json!({"file": file, "error": e.to_string()})),
+            (Ok((name, version)), false) => {
+                println!("{}{name} {version}  ({file})", if is_active { "* " } else { "  " })
+            }
+            (Err(e), false) => println!("  UNREADABLE {file}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn scenario_show(c: &ScenarioShow) -> Result<()> {
+    let found = find_stored(&c.data_dir, &c.name)?;
+    print!("{}", String::from_utf8_lossy(&found.bytes));
+    Ok(())
+}
+
+fn scenario_activate(c: &ScenarioActivate) -> Result<()> {
+    let found = find_stored(&c.data_dir, &c.name)?;
+    // The catalog or the keys may have changed since the import: check again.
+    let (bytes, plan) = check_scenario(&found.path, c.memory_budget_mib, &c.data_dir)?;
+    let active = active_path(&c.data_dir);
+    let unchanged = read_limited(&active, MAX_SCENARIO_BYTES, "scenario").ok().as_deref() == Some(&bytes[..]);
+    write_atomic(&active, &bytes, 0o644)?;
+    println!(
+        "{} is {}",
+        describe(&plan),
+        if unchanged { "active (unchanged)" } else { "now active (a running rack switches on SIGHUP)" }
     );
     Ok(())
 }

@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use argh::FromArgs;
-use fluxrig::{cli, commands, error};
+use fluxrig::cli::{self, Parsed};
+use fluxrig::commands;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -13,20 +13,15 @@ fn main() -> ExitCode {
         Some((p, rest)) => (p.rsplit('/').next().unwrap_or("fluxrig"), rest),
         None => ("fluxrig", &[][..]),
     };
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let top = match cli::Top::from_args(&[program], &rest) {
-        Ok(top) => top,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    println!("{}", early.output);
-                    ExitCode::SUCCESS
-                }
-                Err(()) => {
-                    eprintln!("{}", early.output);
-                    ExitCode::from(error::EXIT_USAGE)
-                }
-            };
+    let top = match cli::parse(program, rest, std::env::var(cli::DATA_DIR_ENV).ok()) {
+        Parsed::Run(top) => top,
+        Parsed::Print { text, code: 0 } => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Print { text, code } => {
+            eprintln!("{text}");
+            return ExitCode::from(code);
         }
     };
     match commands::run(top) {

@@ -9,6 +9,7 @@
 mod util;
 
 mod catalog;
+mod cli;
 mod keys;
 mod listen;
 mod rack;

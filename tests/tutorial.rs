@@ -41,7 +41,7 @@ fn tutorial_flow_end_to_end() {
     let imported = d.run(&["scenario", "import", "./scenario.yaml", "--activate"], b"");
     imported.ok();
     assert!(imported.stdout().contains("imported scenario 'Wasm Zig Demo' v1.0.0"));
-    assert!(imported.stdout().ends_with("; active\n"));
+    assert!(imported.stdout().ends_with("; now active (a running rack switches on SIGHUP)\n"));
     assert_eq!(d.read("data/scenarios/active.yaml"), d.read("scenario.yaml"));
 
     let run = d.run(&["run"], b"hello\n{\"data\":{\"temp\":21.5},\"meta\":{\"site\":\"a\"}}\n");

@@ -1,0 +1,140 @@
+//! Command-line habits: help and version everywhere, `--opt=value`, a global `--data-dir`,
+//! suggestions, the scenario commands, `wasm list --json`, and `wasm call` as a bench.
+
+use crate::util::*;
+
+#[test]
+fn help_version_equals_values_global_data_dir_and_suggestions() {
+    let d = Dir::new("habits");
+    for args in
+        [&["-h"][..], &["help"], &["wasm", "call", "-h"], &["help", "scenario", "import"], &["run", "help"]]
+    {
+        let run = d.run(args, b"");
+        run.ok();
+        assert!(run.stdout().starts_with("Usage: fluxrig"), "{args:?}: {}", run.stdout());
+    }
+    for args in [&["--version"][..], &["-V"], &["version"]] {
+        let run = d.run(args, b"");
+        run.ok();
+        let line = run.stdout();
+        assert!(line.starts_with(concat!("fluxrig ", env!("CARGO_PKG_VERSION"), " (commit ")), "{line}");
+        assert!(line.contains(", target ") && line.contains(", features: "), "{line}");
+    }
+    // A global --data-dir, before the command and as --opt=value: the import lands there.
+    d.write("picky.wasm", picky_gear());
+    let import = d.run(&["--data-dir=elsewhere", "wasm", "import", "picky.wasm", "--allow-unsigned"], b"");
+    import.ok();
+    let hash = import.stdout().trim().to_string();
+    assert!(d.path(&format!("elsewhere/wasm/{hash}.wasm")).exists());
+    d.run(&["wasm", "--data-dir", "elsewhere", "list"], b"").ok();
+    let list = d.run(&["wasm", "list", "--json", "--data-dir", "elsewhere"], b"");
+    list.ok();
+    let row: serde_json::Value = serde_json::from_str(list.stdout().trim()).unwrap();
+    assert_eq!(
+        (row["hash"].as_str(), row["ok"].as_bool(), row["error"].is_null()),
+        (Some(&hash[..]), Some(true), true)
+    );
+    let typo = d.run(&["wasm", "lst"], b"");
+    assert_eq!(typo.code(), 2);
+    assert_eq!(
+        typo.stderr().trim(),
+        "fluxrig: unknown command or argument \"lst\" for 'fluxrig wasm' (did you mean \"list\"?); see 'fluxrig wasm --help'"
+    );
+    let typo = d.run(&["scenario", "import", "s.yaml", "--activte"], b"");
+    assert!(typo
+        .stderr()
+        .contains("unknown flag \"--activte\" for 'fluxrig scenario import' (did you mean \"--activate\"?)"));
+}
+
+fn named(name: &str, version: &str, hash: &str) -> String {
+    format!(
+        "name: {name}\nversion: '{version}'\ngears:\n  - {{name: p, type: wasm, config: {{source: 'snake://wasm_catalog/{hash}.wasm'}}}}\n"
+    )
+}
+
+#[test]
+fn scenario_validate_import_spellings_list_show_and_activate() {
+    let d = Dir::new("scenarios");
+    let hash = import_unsigned(&d, "picky.wasm", &picky_gear());
+    d.write("a.yaml", named("alpha", "1", &hash));
+    d.write("b.yaml", named("beta", "1", &hash));
+    let valid = d.run(&["scenario", "validate", "a.yaml"], b"");
+    valid.ok();
+    assert!(
+        valid.stdout().contains("scenario 'alpha' 1 (1 gear(s), 0 wire(s), worst-case memory"),
+        "{}",
+        valid.stdout()
+    );
+    d.run(&["scenario", "import", "-f", "a.yaml", "--dry-run"], b"").ok();
+    d.run(&["scenario", "import", "a.yaml", "-d", "--activate"], b"").ok();
+    assert!(d.files("data/scenarios").is_empty(), "validate and dry runs write nothing");
+    d.run(&["scenario", "import", "a.yaml", "-f", "b.yaml"], b"").fails(2, "give the scenario file once");
+    d.run(&["scenario", "import", "-f", "a.yaml", "--activate"], b"").ok();
+    let beta = d.run(&["scenario", "import", "b.yaml"], b"");
+    beta.ok();
+    assert!(!beta.stdout().contains("active"), "{}", beta.stdout());
+    let list = d.run(&["scenario", "list"], b"");
+    list.ok();
+    let out = list.stdout();
+    let lines: Vec<&str> = out.lines().map(|l| l.split("  (").next().unwrap()).collect();
+    assert_eq!(lines, ["* alpha 1", "  beta 1"]);
+    let json = d.run(&["scenario", "list", "--json"], b"");
+    let rows: Vec<serde_json::Value> =
+        json.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((rows[0]["name"].as_str(), rows[0]["active"].as_bool()), (Some("alpha"), Some(true)));
+    assert_eq!((rows[1]["name"].as_str(), rows[1]["active"].as_bool()), (Some("beta"), Some(false)));
+    assert_eq!(d.run(&["scenario", "show", "beta"], b"").stdout().as_bytes(), d.read("b.yaml"));
+    let activate = d.run(&["scenario", "activate", "beta"], b"");
+    activate.ok();
+    assert!(
+        activate.stdout().ends_with("is now active (a running rack switches on SIGHUP)\n"),
+        "{}",
+        activate.stdout()
+    );
+    assert_eq!(d.read("data/scenarios/active.yaml"), d.read("b.yaml"));
+    assert!(d.run(&["scenario", "activate", "beta"], b"").stdout().ends_with("is active (unchanged)\n"));
+    // Re-importing the active scenario, changed, without --activate: say the active copy is the old one.
+    d.write("b.yaml", named("beta", "2", &hash));
+    let again = d.run(&["scenario", "import", "b.yaml"], b"");
+    again.ok();
+    assert!(again.stderr().contains("note: 'beta' is the active scenario, and the active copy is still the one imported before; 'fluxrig scenario activate beta' switches to this one"), "{}", again.stderr());
+    d.run(&["scenario", "activate", "gamma"], b"")
+        .fails(1, "no stored scenario \"gamma\" in ./data (stored: \"alpha\", \"beta\")");
+}
+
+#[test]
+fn wasm_call_reads_standard_input_a_file_and_loops_as_a_bench() {
+    let d = Dir::new("call-bench");
+    d.write("picky.wasm", picky_gear());
+    let call = d.run(&["wasm", "call", "picky.wasm"], b"one\ndrop\n{\"raw_text\":\"two\"}\n");
+    call.ok();
+    let texts: Vec<String> = call
+        .stdout()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["raw_text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    let err = call.stderr();
+    assert!(err.contains("message 2: fuel used: ") && err.contains("the gear dropped the message"), "{err}");
+    d.write("msg.json", "{\"raw_text\":\"from a file\"}\n");
+    let file = d.run(&["wasm", "call", "picky.wasm", "-m", "@msg.json"], b"");
+    file.ok();
+    assert!(file.stdout().contains("\"raw_text\":\"from a file\""), "{}", file.stdout());
+    let bench = d.run(&["wasm", "call", "picky.wasm", "-m", "hi", "--loop", "50"], b"");
+    bench.ok();
+    assert_eq!(bench.stdout().lines().count(), 1, "printed once");
+    let line = bench.stderr();
+    assert!(
+        line.contains("message 1: 50 calls: fuel min ") && line.contains("; 0 instance rebuild(s)"),
+        "{line}"
+    );
+    let traps = d.run(&["wasm", "call", "picky.wasm", "-m", "trap", "--loop", "3"], b"");
+    assert_eq!(traps.code(), 1);
+    assert!(
+        traps.stderr().contains("3 calls: ") && traps.stderr().contains("; 3 instance rebuild(s)"),
+        "{}",
+        traps.stderr()
+    );
+}
