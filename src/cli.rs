@@ -567,8 +567,8 @@ pub fn version_line() -> String {
     format!(
         "fluxrig {} (commit {}, target {}, features: {})",
         env!("CARGO_PKG_VERSION"),
-        env!("FLUXRIG_GIT_COMMIT"),
-        env!("FLUXRIG_TARGET"),
+        option_env!("FLUXRIG_GIT_COMMIT").unwrap_or("unknown"),
+        option_env!("FLUXRIG_TARGET").unwrap_or("unknown"),
         if features.is_empty() { "none".to_string() } else { features.join(", ") }
     )
 }
