@@ -167,7 +167,9 @@ pub struct List {
     pub data_dir: PathBuf,
 }
 
-/// check a module file: vendor signature, cluster signature (if any) and gear shape
+/// check a module file as a gear author or an operator would: vendor signature, cluster
+/// signature (if any), and every shape problem that would stop it (imports, exports,
+/// memory), each with the fix in Rust, C, Zig and AssemblyScript
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify", help_triggers("-h", "--help", "help"))]
 pub struct VerifyCmd {
@@ -177,6 +179,9 @@ pub struct VerifyCmd {
     /// entrypoint export to check for (default process)
     #[argh(option, default = "String::from(\"process\")")]
     pub entrypoint: String,
+    /// the memory_limit_pages the module must start within (default 16, a scenario's default)
+    #[argh(option, default = "fluxrig_core::limits::DEFAULT_MEMORY_LIMIT_PAGES")]
+    pub memory_limit_pages: u32,
     /// data folder (default ./data)
     #[argh(option, default = "default_data_dir()")]
     pub data_dir: PathBuf,

@@ -158,19 +158,31 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     } else {
         println!("cluster signature: none (not imported into a catalog)");
     }
-    match catalog::check_shape(&c.file, &module, &c.entrypoint) {
-        Ok(shape) => println!(
-            "shape: ok ({}, free, {}; env.log {}; initial memory {} pages)",
+    let config = GearConfig {
+        entrypoint: c.entrypoint.clone(),
+        memory_limit_pages: c.memory_limit_pages,
+        ..GearConfig::default()
+    };
+    let problems = fluxrig_core::gear::problems(&module, &config);
+    if problems.is_empty() {
+        let shape = catalog::check_shape(&c.file, &module, &c.entrypoint)?;
+        println!(
+            "shape: ok ({}, free, {}; env.log {}; initial memory {} of {} pages)",
             shape.alloc_export,
             c.entrypoint,
             if shape.imports_log { "imported" } else { "not imported" },
-            shape.initial_pages
-        ),
-        Err(Error::Gear { source, .. }) => {
-            println!("shape: {source}");
-            failures.push("shape");
+            shape.initial_pages,
+            c.memory_limit_pages
+        );
+    } else {
+        println!("shape: {} problem(s):", problems.len());
+        for problem in &problems {
+            println!("  - {problem}");
+            if let Some(fix) = crate::author::advice(problem) {
+                println!("    fix: {fix}");
+            }
         }
-        Err(e) => return Err(e),
+        failures.push("shape");
     }
     if failures.is_empty() {
         Ok(())

@@ -8,6 +8,7 @@
 //! fed through the bounded [`queue`] by [`pump`] and [`listen`], reporting [`metrics`]).
 #![forbid(unsafe_code)]
 
+pub mod author;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -138,3 +138,40 @@ fn wasm_call_reads_standard_input_a_file_and_loops_as_a_bench() {
         traps.stderr()
     );
 }
+
+#[test]
+fn wasm_verify_lists_every_problem_with_the_fix_per_language() {
+    let d = Dir::new("author-check");
+    let wasm = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 17)
+  (func (export "alloc") (param i32) (result i32) (i32.const 0))
+  (func (export "process") (param i32 i32) (result i64) (i64.const 0)))"#,
+    )
+    .unwrap();
+    d.write("bad.wasm", wasm);
+    let verify = d.run(&["wasm", "verify", "bad.wasm"], b"");
+    verify.fails(3, "bad.wasm: vendor signature, shape failed"); // unsigned: a trust failure too
+    let out = verify.stdout();
+    assert!(out.contains("shape: 3 problem(s):"), "{out}");
+    assert!(out.contains("  - module imports \"wasi_snapshot_preview1.fd_write\""), "{out}");
+    assert!(out.contains("    fix: gears get no WASI: build for a freestanding target. Rust: --target wasm32-unknown-unknown"), "{out}");
+    assert!(out.contains("export free: Rust #[no_mangle] pub extern \"C\" fn free;"), "{out}");
+    assert!(
+        out.contains("the module starts with 17 pages, over the limit of 16;")
+            && out.contains("Zig: --stack 65536"),
+        "{out}"
+    );
+    // The same module within a larger limit has one problem less.
+    let wider = d.run(&["wasm", "verify", "bad.wasm", "--memory-limit-pages", "32"], b"");
+    assert!(wider.stdout().contains("shape: 2 problem(s):"), "{}", wider.stdout());
+    d.write("good.wasm", picky_gear());
+    let good = d.run(&["wasm", "verify", "good.wasm"], b"");
+    assert!(
+        good.stdout()
+            .contains("shape: ok (alloc, free, process; env.log imported; initial memory 1 of 16 pages)"),
+        "{}",
+        good.stdout()
+    );
+}

@@ -122,33 +122,72 @@ pub fn inspect(module: &[u8], config: &GearConfig) -> Result<ModuleShape, GearEr
     compile(&GearEngine::default(), module, config).map(|(_, shape)| shape)
 }
 
+/// Every reason `module` cannot run as a gear under `config`, in the order [`inspect`]
+/// meets them, not only the first: every forbidden import, every missing or mistyped
+/// export, the memory. What a gear author's check (`wasm verify`) reports. Empty exactly
+/// when [`inspect`] succeeds. A module that does not parse or validate gives that one
+/// error (nothing after it can be read).
+pub fn problems(module: &[u8], config: &GearConfig) -> Vec<GearError> {
+    let engine = GearEngine::default();
+    match parse(&engine, module, config) {
+        Ok(parsed) => {
+            let mut found = Vec::new();
+            let _ = shape(&parsed, config, module.len(), &mut found);
+            found
+        }
+        Err(error) => alloc::vec![error],
+    }
+}
+
+fn parse(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<Module, GearError> {
+    config.check()?;
+    crate::section::check_framing(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    engine.compiles.fetch_add(1, Ordering::Relaxed);
+    Module::new(&engine.engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })
+}
+
 fn compile(
     engine: &GearEngine,
     bytes: &[u8],
     config: &GearConfig,
 ) -> Result<(Module, ModuleShape), GearError> {
-    config.check()?;
-    crate::section::check_framing(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
-    engine.compiles.fetch_add(1, Ordering::Relaxed);
-    let module =
-        Module::new(&engine.engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    let module = parse(engine, bytes, config)?;
+    let mut found = Vec::new();
+    match (shape(&module, config, bytes.len(), &mut found), found.into_iter().next()) {
+        (Some(shape), None) => Ok((module, shape)),
+        (_, Some(first)) => Err(first),
+        // `shape` gives no shape only with a problem; kept total without a panic.
+        (None, None) => Err(GearError::NoMemoryExport),
+    }
+}
 
+/// Checks a parsed module against the gear contract, pushing every problem to `found` in
+/// a fixed order (imports, alloc, free, entrypoint, memory); returns the shape if there
+/// was none.
+fn shape(
+    module: &Module,
+    config: &GearConfig,
+    module_bytes: usize,
+    found: &mut Vec<GearError>,
+) -> Option<ModuleShape> {
+    let before = found.len();
     let mut imports_log = false;
     for import in module.imports() {
         let is_log = import.module() == abi::LOG_IMPORT_MODULE && import.name() == abi::LOG_IMPORT_NAME;
         match import.ty() {
             ExternType::Func(ty) if is_log => {
-                if !fits(ty, &abi::LOG_SIG) {
-                    return Err(GearError::WrongLogImportType);
+                if fits(ty, &abi::LOG_SIG) {
+                    imports_log = true;
+                } else {
+                    found.push(GearError::WrongLogImportType);
                 }
-                imports_log = true;
             }
             _ => {
                 // Cut on a character boundary: names are untrusted UTF-8 of any length.
                 let mut name = String::new();
                 let _ = write!(name, "{}.{}", import.module(), import.name());
                 let import: Name = cut(&name);
-                return Err(GearError::ForbiddenImport { import });
+                found.push(GearError::ForbiddenImport { import });
             }
         }
     }
@@ -166,13 +205,14 @@ fn compile(
             Ok(Some(ty)) if fits(&ty, &abi::ALLOC_SIG) => Some(Ok(name)),
             _ => Some(Err(wrong(name, abi::ALLOC_SIG.text))),
         })
-        .unwrap_or(Err(GearError::MissingExport { export: cut(abi::ALLOC_EXPORT) }))?;
+        .unwrap_or(Err(GearError::MissingExport { export: cut(abi::ALLOC_EXPORT) }));
+    let alloc_export = alloc_export.map_err(|e| found.push(e)).ok();
     let required = [(abi::FREE_EXPORT, &abi::FREE_SIG), (config.entrypoint.as_str(), &abi::PROCESS_SIG)];
     for (name, sig) in required {
         match func_export(name) {
             Ok(Some(ty)) if fits(&ty, sig) => {}
-            Ok(None) => return Err(GearError::MissingExport { export: cut(name) }),
-            _ => return Err(wrong(name, sig.text)),
+            Ok(None) => found.push(GearError::MissingExport { export: cut(name) }),
+            _ => found.push(wrong(name, sig.text)),
         }
     }
 
@@ -180,22 +220,22 @@ fn compile(
         ExternType::Memory(ty) => Some((String::from(export.name()), ty.minimum(), ty.maximum())),
         _ => None,
     });
-    let (memory_export, initial_pages, maximum_pages) = memory.ok_or(GearError::NoMemoryExport)?;
+    let Some((memory_export, initial_pages, maximum_pages)) = memory else {
+        found.push(GearError::NoMemoryExport);
+        return None;
+    };
     if initial_pages > u64::from(config.memory_limit_pages) {
-        return Err(GearError::InitialMemoryTooLarge {
-            limit: config.memory_limit_pages,
-            got: initial_pages,
-        });
+        found.push(GearError::InitialMemoryTooLarge { limit: config.memory_limit_pages, got: initial_pages });
     }
-    let shape = ModuleShape {
+    let alloc_export = alloc_export?;
+    (found.len() == before).then_some(ModuleShape {
         initial_pages,
         maximum_pages,
         alloc_export,
         imports_log,
-        module_bytes: bytes.len(),
+        module_bytes,
         memory_export,
-    };
-    Ok((module, shape))
+    })
 }
 
 /// A verified module compiled once, with its linker: what every instance of a gear is

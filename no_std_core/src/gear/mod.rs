@@ -34,7 +34,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use engine::{inspect, Compiled, GearEngine, ModuleShape, Translation};
+pub use engine::{inspect, problems, Compiled, GearEngine, ModuleShape, Translation};
 pub use error::{Detail, Fault, GearError, Name};
 
 use crate::abi::{self, LogLevel, Returned};

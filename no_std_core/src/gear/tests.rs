@@ -460,3 +460,34 @@ fn one_engine_compiles_each_module_once_and_rebuilds_from_it() {
     let _ = Gear::new(second, config, &mut Lines::default()).unwrap();
     assert_eq!(engine.compile_count(), 2);
 }
+
+#[test]
+fn problems_lists_every_reason_in_the_order_inspect_meets_them() {
+    let wasm = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (import "env" "now" (func (result i64)))
+  (memory (export "memory") 17)
+  (func (export "alloc") (param i32) (result i32) (i32.const 0))
+  (func (export "process") (param i32) (result i32) (i32.const 0)))"#,
+    )
+    .unwrap();
+    let config = GearConfig::default();
+    let found = super::problems(&wasm, &config);
+    let texts: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 5, "{texts:?}");
+    assert!(
+        matches!(&found[0], GearError::ForbiddenImport { import } if import.as_str() == "wasi_snapshot_preview1.fd_write")
+    );
+    assert!(matches!(&found[1], GearError::ForbiddenImport { import } if import.as_str() == "env.now"));
+    assert!(matches!(&found[2], GearError::MissingExport { export } if export.as_str() == "free"));
+    assert!(matches!(&found[3], GearError::WrongExportType { export, .. } if export.as_str() == "process"));
+    assert!(matches!(found[4], GearError::InitialMemoryTooLarge { limit: 16, got: 17 }));
+    assert_eq!(super::inspect(&wasm, &config).unwrap_err(), found[0]);
+    // A good gear has none; a module that does not parse has that one.
+    assert!(super::problems(&wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap(), &config).is_empty());
+    assert!(matches!(
+        super::problems(b"\0asm\x01\0\0\0\x05", &config)[..],
+        [GearError::InvalidModule { .. }]
+    ));
+}
