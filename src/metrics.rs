@@ -140,6 +140,12 @@ pub fn render(snapshot: &Snapshot, queue: &Queue) -> String {
     per_gear(&mut out, "fluxrig_gear_messages_out_total", "Messages a gear returned.", &|g| g.outputs);
     per_gear(&mut out, "fluxrig_gear_messages_dropped_total", "Messages a gear dropped.", &|g| g.dropped);
     per_gear(&mut out, "fluxrig_gear_fuel_used_total", "Fuel a gear's process calls used.", &|g| g.fuel_used);
+    per_gear(
+        &mut out,
+        "fluxrig_gear_instance_rebuilds_total",
+        "Faults after which a gear's instance was rebuilt (traps, fuel exhaustion).",
+        &|g| g.rebuilds,
+    );
     family(
         &mut out,
         "fluxrig_gear_messages_failed_total",
@@ -220,6 +226,7 @@ pub fn stats_json(snapshot: &Snapshot, stopped_by: Option<&str>) -> String {
                 "dropped": g.stats.dropped,
                 "failed": failed,
                 "fuel_used": g.stats.fuel_used,
+                "instance_rebuilds": g.stats.rebuilds,
                 "busy_seconds": seconds(g.stats.busy_nanos),
             })
         })

@@ -298,6 +298,7 @@ fn failed_messages_exit_4_and_metrics_and_json_logs_are_written() {
         "fluxrig_messages_failed_total{blame=\"guest\"} 1",
         "fluxrig_gear_messages_in_total{gear=\"p\"} 4",
         "fluxrig_gear_messages_failed_total{gear=\"p\",blame=\"guest\"} 1",
+        "fluxrig_gear_instance_rebuilds_total{gear=\"p\"} 1",
         "fluxrig_gear_call_seconds_count{gear=\"p\"} 4",
         "fluxrig_scenario_info{name=\"picky\",version=\"1\"} 1",
     ] {

@@ -206,6 +206,9 @@ pub struct GearStats {
     pub dropped: u64,
     /// Messages it failed on, by whose fault (indexed as [`Blame::ALL`]).
     pub failed: [u64; 5],
+    /// Failures after which its instance was dropped, to be rebuilt from the compiled
+    /// module before its next message (traps, fuel exhaustion, a guest allocator fault).
+    pub rebuilds: u64,
     /// Fuel its `process` calls used, in total.
     pub fuel_used: u64,
     /// Its calls by duration: `call_nanos[i]` counts calls of at most
@@ -355,6 +358,7 @@ impl Rack {
                 }
                 Err(error) => {
                     stats.record_failure(error.blame());
+                    stats.rebuilds += u64::from(error.rebuilds_instance());
                     sink.deliver(Delivery::Failed { gear: to, id, error });
                     continue;
                 }

@@ -247,5 +247,5 @@ fn a_failing_gear_counts_the_failure_by_blame() {
     let stats = rack.slots()[0].stats();
     let guest = fluxrig_core::Blame::ALL.iter().position(|b| *b == fluxrig_core::Blame::Guest).unwrap();
     assert_eq!(stats.failed[guest], 1);
-    assert_eq!((stats.calls, stats.outputs, stats.dropped), (1, 0, 0));
+    assert_eq!((stats.calls, stats.outputs, stats.dropped, stats.rebuilds), (1, 0, 0, 1));
 }
