@@ -19,15 +19,38 @@ use crate::error::{Error, Result};
 const KEYS: [&str; 11] =
     ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "raw_text", "path", "ts"];
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends bytes as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
 /// Formats bytes as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends a UUID as 8-4-4-4-12 lowercase hex.
+fn push_uuid(out: &mut String, u: &Uuid) {
+    for (i, part) in [&u[..4], &u[4..6], &u[6..8], &u[8..10], &u[10..]].into_iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        push_hex(out, part);
+    }
 }
 
 /// Formats a UUID as 8-4-4-4-12 lowercase hex.
 pub fn uuid_string(u: &Uuid) -> String {
-    let h = hex(u);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    let mut out = String::with_capacity(36);
+    push_uuid(&mut out, u);
+    out
 }
 
 fn parse_uuid(s: &str, field: &str) -> Result<Uuid> {
@@ -121,44 +144,98 @@ fn json_to_value(j: &Json) -> Value {
     }
 }
 
-/// Renders a message as one JSON line (no trailing newline).
-pub fn to_json(msg: &FluxMsg) -> String {
-    let mut o = Map::new();
-    o.insert("id".into(), uuid_string(&msg.id).into());
-    o.insert("ref_id".into(), uuid_string(&msg.ref_id).into());
-    o.insert("trace".into(), msg.trace.clone().into());
-    o.insert("src_id".into(), uuid_string(&msg.src_id).into());
-    o.insert(
-        "meta".into(),
-        msg.meta.as_ref().map_or(Json::Null, |m| {
-            Json::Object(m.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect())
-        }),
-    );
-    o.insert(
-        "data".into(),
-        msg.data.as_ref().map_or(Json::Null, |d| {
-            Json::Object(d.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
-        }),
-    );
-    o.insert("flags".into(), msg.flags.into());
-    o.insert("raw".into(), msg.raw.as_ref().map_or(Json::Null, |r| base64(r).into()));
-    if let Some(text) = msg.raw.as_ref().and_then(|r| std::str::from_utf8(r).ok()) {
-        o.insert("raw_text".into(), text.into());
+/// Appends `text` as a JSON string, quoted and escaped exactly as serde_json does.
+fn push_str(out: &mut String, text: &str) {
+    let mut bytes = Vec::with_capacity(text.len() + 2);
+    // Writing a &str to a Vec cannot fail; an empty string stands in if it ever did.
+    if serde_json::to_writer(&mut bytes, text).is_ok() {
+        out.push_str(std::str::from_utf8(&bytes).unwrap_or("\"\""));
+    } else {
+        out.push_str("\"\"");
     }
-    o.insert(
-        "path".into(),
-        msg.path.as_ref().map_or(Json::Null, |p| {
-            Json::Array(
-                p.iter()
-                    .map(|h| {
-                        serde_json::json!({"g": uuid_string(&h.gear), "p": uuid_string(&h.port), "t": h.ts})
-                    })
-                    .collect(),
-            )
-        }),
-    );
-    o.insert("ts".into(), msg.ts.into());
-    Json::Object(o).to_string()
+}
+
+/// Renders a message as one JSON line (no trailing newline): the keys in sorted order,
+/// as a `serde_json::Map` writes them, built in one string without a `Value` tree (only
+/// `data`, when present, goes through one).
+pub fn to_json(msg: &FluxMsg) -> String {
+    let raw_len = msg.raw.as_ref().map_or(0, Vec::len);
+    let mut out = String::with_capacity(320 + raw_len * 3 + msg.path.as_ref().map_or(0, |p| p.len() * 100));
+    out.push_str("{\"data\":");
+    match &msg.data {
+        None => out.push_str("null"),
+        Some(data) => {
+            let object: Map<String, Json> = data.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect();
+            out.push_str(&Json::Object(object).to_string());
+        }
+    }
+    out.push_str(",\"flags\":");
+    out.push_str(&msg.flags.to_string());
+    out.push_str(",\"id\":\"");
+    push_uuid(&mut out, &msg.id);
+    out.push_str("\",\"meta\":");
+    match &msg.meta {
+        None => out.push_str("null"),
+        Some(meta) => {
+            let mut sorted: Vec<&(String, String)> = meta.iter().collect();
+            // A checked message has no duplicate meta keys; keep the output well-formed anyway.
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            sorted.dedup_by(|a, b| a.0 == b.0);
+            out.push('{');
+            for (i, (key, value)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_str(&mut out, key);
+                out.push(':');
+                push_str(&mut out, value);
+            }
+            out.push('}');
+        }
+    }
+    out.push_str(",\"path\":");
+    match &msg.path {
+        None => out.push_str("null"),
+        Some(path) => {
+            out.push('[');
+            for (i, hop) in path.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"g\":\"");
+                push_uuid(&mut out, &hop.gear);
+                out.push_str("\",\"p\":\"");
+                push_uuid(&mut out, &hop.port);
+                out.push_str("\",\"t\":");
+                out.push_str(&hop.ts.to_string());
+                out.push('}');
+            }
+            out.push(']');
+        }
+    }
+    out.push_str(",\"raw\":");
+    match &msg.raw {
+        None => out.push_str("null"),
+        Some(raw) => {
+            out.push('"');
+            out.push_str(&base64(raw));
+            out.push('"');
+            if let Ok(text) = std::str::from_utf8(raw) {
+                out.push_str(",\"raw_text\":");
+                push_str(&mut out, text);
+            }
+        }
+    }
+    out.push_str(",\"ref_id\":\"");
+    push_uuid(&mut out, &msg.ref_id);
+    out.push_str("\",\"src_id\":\"");
+    push_uuid(&mut out, &msg.src_id);
+    out.push_str("\",\"trace\":");
+    push_str(&mut out, &msg.trace);
+    out.push_str(",\"ts\":");
+    out.push_str(&msg.ts.to_string());
+    out.push('}');
+    out
 }
 
 /// Reads one input line: a fluxMsg as JSON, or any other line as its `raw` payload.
@@ -252,6 +329,65 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer of `to_json` before it was written by hand: a `serde_json::Map`.
+    fn reference(msg: &FluxMsg) -> String {
+        let mut o = Map::new();
+        o.insert("id".into(), uuid_string(&msg.id).into());
+        o.insert("ref_id".into(), uuid_string(&msg.ref_id).into());
+        o.insert("trace".into(), msg.trace.clone().into());
+        o.insert("src_id".into(), uuid_string(&msg.src_id).into());
+        let meta = msg.meta.as_ref().map_or(Json::Null, |m| {
+            Json::Object(m.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect())
+        });
+        o.insert("meta".into(), meta);
+        let data = msg.data.as_ref().map_or(Json::Null, |d| {
+            Json::Object(d.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+        });
+        o.insert("data".into(), data);
+        o.insert("flags".into(), msg.flags.into());
+        o.insert("raw".into(), msg.raw.as_ref().map_or(Json::Null, |r| base64(r).into()));
+        if let Some(text) = msg.raw.as_ref().and_then(|r| std::str::from_utf8(r).ok()) {
+            o.insert("raw_text".into(), text.into());
+        }
+        let path = msg.path.as_ref().map_or(Json::Null, |p| {
+            Json::Array(
+                p.iter()
+                    .map(|h| serde_json::json!({"g": uuid_string(&h.gear), "p": uuid_string(&h.port), "t": h.ts}))
+                    .collect(),
+            )
+        });
+        o.insert("path".into(), path);
+        o.insert("ts".into(), msg.ts.into());
+        Json::Object(o).to_string()
+    }
+
+    #[test]
+    fn the_hand_written_writer_matches_serde_json_byte_for_byte() {
+        let mut full =
+            FluxMsg::with_raw([0xab; 16], -5, b"tab\there \"quoted\" \\ \x01 \x7f caf\xc3\xa9 </>".to_vec());
+        full.ref_id = [1; 16];
+        full.src_id = [0xfe; 16];
+        full.trace = "00-\u{2028}-\n".into();
+        full.flags = 7;
+        full.meta =
+            Some(vec![("z".into(), "last".into()), ("a\"b".into(), "\u{0}".into()), ("m".into(), "".into())]);
+        full.data = Some(vec![
+            ("temp".into(), Value::Float(21.5)),
+            ("n".into(), Value::Int(-3)),
+            ("list".into(), Value::Array(vec![Value::Null, Value::Bool(true), Value::Text("x".into())])),
+        ]);
+        full.path = Some(vec![
+            Hop { gear: [3; 16], port: [4; 16], ts: 1_700_000_000_000_000_000 },
+            Hop { gear: [5; 16], port: [6; 16], ts: 0 },
+        ]);
+        let mut binary = FluxMsg::with_raw([0; 16], 0, vec![0xff, 0xfe, 0]);
+        binary.path = Some(Vec::new());
+        let empty = FluxMsg { raw: None, ..FluxMsg::with_raw([9; 16], i64::MAX, Vec::new()) };
+        for msg in [full, binary, empty, FluxMsg::with_raw([2; 16], 1, Vec::new())] {
+            assert_eq!(to_json(&msg), reference(&msg));
+        }
+    }
 
     #[test]
     fn base64_round_trips_every_length() {
