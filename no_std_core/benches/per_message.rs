@@ -9,7 +9,11 @@
 //!    stamping, three guest calls, three checks of the output), against three bare wasmi
 //!    floor calls on the same bytes.
 //! 3. Cold start, eager against lazy translation: verify the cluster signature, compile,
-//!    instantiate and run one message, for the tutorial's Zig gear and a 16 KiB gear.
+//!    instantiate and run one message, for the tutorial's Zig gear and a 16 KiB gear,
+//!    next to one Ed25519 verify alone (the floor of any signed load).
+//! 4. Real gears, one message: the tutorial's Zig gear (64 B) against its bare wasmi floor,
+//!    and a compute gear (FNV-1a, CRC-32 and ASCII uppercase over 1 KiB) against its bare
+//!    wasmi floor and against the same work in native Rust.
 //!
 //! Run: `cargo bench -p fluxrig-core` (add `-- --quick` for a short run).
 
@@ -25,6 +29,58 @@ use fluxrig_core::verify::{countersign, verify_cluster, SigningKey};
 use fluxrig_core::MsgBytes;
 use fluxrig_testkit::PASS_THROUGH_WAT;
 use wasmi::{Engine, Linker, Module, Store, TypedFunc};
+
+/// The compute gear: FNV-1a and a bitwise CRC-32 over the input, then ASCII uppercase in
+/// place; the two hashes are written over the input's first 8 bytes, which it returns.
+const COMPUTE_WAT: &str = r#"(module
+  (import "env" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 2 16)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "free") (param i32 i32))
+  (func (export "process") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32) (local $end i32) (local $b i32) (local $fnv i32) (local $crc i32) (local $k i32)
+    (local.set $end (i32.add (local.get $ptr) (local.get $len)))
+    (local.set $fnv (i32.const 0x811c9dc5))
+    (local.set $crc (i32.const -1))
+    (local.set $i (local.get $ptr))
+    (block $done (loop $byte
+      (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+      (local.set $b (i32.load8_u (local.get $i)))
+      (local.set $fnv (i32.mul (i32.xor (local.get $fnv) (local.get $b)) (i32.const 0x01000193)))
+      (local.set $crc (i32.xor (local.get $crc) (local.get $b)))
+      (local.set $k (i32.const 8))
+      (loop $bit
+        (local.set $crc (i32.xor (i32.shr_u (local.get $crc) (i32.const 1))
+          (i32.and (i32.const 0xedb88320) (i32.sub (i32.const 0) (i32.and (local.get $crc) (i32.const 1))))))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br_if $bit (local.get $k)))
+      (if (i32.lt_u (i32.sub (local.get $b) (i32.const 97)) (i32.const 26))
+        (then (i32.store8 (local.get $i) (i32.sub (local.get $b) (i32.const 32)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $byte)))
+    (if (i32.ge_u (local.get $len) (i32.const 8))
+      (then (i32.store (local.get $ptr) (local.get $fnv))
+            (i32.store (i32.add (local.get $ptr) (i32.const 4)) (i32.xor (local.get $crc) (i32.const -1)))))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))))"#;
+
+/// The compute gear's work in native Rust, on a copy as the gear gets one.
+fn compute_native(input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    let (mut fnv, mut crc) = (0x811c_9dc5u32, u32::MAX);
+    for b in &mut out {
+        fnv = (fnv ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & 0u32.wrapping_sub(crc & 1));
+        }
+        b.make_ascii_uppercase();
+    }
+    if out.len() >= 8 {
+        out[..4].copy_from_slice(&fnv.to_le_bytes());
+        out[4..8].copy_from_slice(&(!crc).to_le_bytes());
+    }
+    out
+}
 
 struct Floor {
     store: Store<()>,
@@ -209,10 +265,57 @@ fn main() {
         println!("{size:>8} {f:>12.0} {r:>12.0} {:>7.2}", r / f);
     }
 
+    println!("\nreal gears, one message: against the bare wasmi floor (and native Rust for compute)");
+    println!(
+        "{:>22} {:>8} {:>12} {:>12} {:>7} {:>10} {:>7}",
+        "gear", "bytes", "floor ns", "gear ns", "ratio", "native ns", "x native"
+    );
+    let tutorial = include_bytes!("../../examples/polyglot/polyglot.wasm").to_vec();
+    let reading = MsgBytes::from_msg(&FluxMsg::with_raw([3; 16], 1_700_000_000, b"temp_c=21.5".to_vec()));
+    let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog 0123456789 "
+        .iter()
+        .copied()
+        .cycle()
+        .take(1024)
+        .collect();
+    let compute = wat::parse_str(COMPUTE_WAT).unwrap();
+    for (name, module, input) in [
+        ("tutorial Zig gear", tutorial.clone(), reading.as_bytes().to_vec()),
+        ("compute 1 KiB", compute, text),
+    ] {
+        let mut bare = Floor::new(&module);
+        let mut gear = gear(&engine, &module);
+        let want = bare.run(&input);
+        if name.starts_with("compute") {
+            assert_eq!(want, compute_native(&input), "the gear and native Rust do the same work");
+        }
+        let iters = iterations(rounds, budget_ns, || {
+            black_box(bare.run(&input));
+        });
+        let (f, g) = compare(
+            rounds,
+            iters,
+            || {
+                black_box(bare.run(black_box(&input)));
+            },
+            || {
+                black_box(gear.process_bytes(black_box(&input), &mut sink).unwrap());
+            },
+        );
+        let native = if name.starts_with("compute") {
+            let n = time(rounds, iters.max(1000), || {
+                black_box(compute_native(black_box(&input)));
+            });
+            format!("{n:>10.0} {:>7.1}", g / n)
+        } else {
+            format!("{:>10} {:>7}", "-", "-")
+        };
+        println!("{name:>22} {:>8} {f:>12.0} {g:>12.0} {:>7.2} {native}", input.len(), g / f);
+    }
+
     println!("\ncold start: verify + compile + instantiate + first message, median us");
     println!("{:>22} {:>8} {:>10} {:>10}", "gear", "bytes", "eager us", "lazy us");
     let key = SigningKey::from_seed([7; 32]).unwrap();
-    let tutorial = include_bytes!("../../examples/polyglot/polyglot.wasm").to_vec();
     let runs = if quick { 21 } else { 201 };
     for (name, module) in [("tutorial Zig gear", tutorial), ("16 KiB gear", gear_16k())] {
         let (_, stored) = countersign(&module, &key).unwrap();
@@ -220,4 +323,12 @@ fn main() {
         let lazy = cold_start(&stored, &key.public_key(), Translation::Lazy, runs);
         println!("{name:>22} {:>8} {eager:>10.1} {lazy:>10.1}", module.len());
     }
+    // One Ed25519 verify of a 32-byte digest, with the core's own build of the crate.
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));
+    let digest = fluxrig_core::verify::sha256(b"module");
+    let signature = pair.sk.sign(digest, None);
+    let verify_us = time(rounds, 200, || {
+        black_box(pair.pk.verify(black_box(digest), &signature)).unwrap();
+    }) / 1000.0;
+    println!("{:>22} {:>8} {verify_us:>10.1} {:>10}", "Ed25519 verify alone", 32, "");
 }
