@@ -23,6 +23,24 @@ use crate::queue::{Item, Queue, QueueLimits};
 use crate::run::{self, Rig};
 use crate::scenario::{self, MAX_SCENARIO_BYTES};
 
+/// Writes one line of results to standard output. A reader that closed the pipe early
+/// (`fluxrig wasm list | head -n 1`) ends the command quietly instead of with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::say_line(format_args!($($arg)*))
+    };
+}
+
+/// See [`say!`].
+pub fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 /// Runs one parsed command.
 pub fn run(top: Top) -> Result<()> {
     match top.command {
@@ -43,7 +61,7 @@ pub fn run(top: Top) -> Result<()> {
         },
         Command::Run(c) => run_rack(&c),
         Command::Version(_) => {
-            println!("{}", crate::cli::version_line());
+            say!("{}", crate::cli::version_line());
             Ok(())
         }
     }
@@ -56,14 +74,14 @@ fn fingerprint(key: &verify::PublicKey) -> String {
 fn gen_cluster(c: &GenCluster) -> Result<()> {
     let path = c.out.clone().unwrap_or_else(|| c.dir.join(&c.name));
     let key = keys::generate(&path, c.force)?;
-    println!("wrote {} and {}", path.display(), keys::pub_path(&path).display());
-    println!("public key: {}", json::hex(&key.public_key().0));
+    say!("wrote {} and {}", path.display(), keys::pub_path(&path).display());
+    say!("public key: {}", json::hex(&key.public_key().0));
     Ok(())
 }
 
 fn sign(c: &Sign) -> Result<()> {
     let public = catalog::sign(&c.file, &c.key)?;
-    println!("signed {} (vendor key {})", c.file.display(), fingerprint(&public));
+    say!("signed {} (vendor key {})", c.file.display(), fingerprint(&public));
     Ok(())
 }
 
@@ -76,7 +94,7 @@ fn import(c: &Import) -> Result<()> {
             "unsigned (allowed by --allow-unsigned)".to_string()
         }
     };
-    println!("{}", done.hash);
+    say!("{}", done.hash);
     eprintln!(
         "{} {} as snake://wasm_catalog/{}.wasm\n  {vendor}\n  countersigned with the node's cluster key\n  \
          stored at {}\n  exports {}/free/process; initial memory {} pages",
@@ -110,12 +128,12 @@ fn list(c: &List) -> Result<()> {
                 "ok": error.is_none(),
                 "error": error,
             });
-            println!("{object}");
+            say!("{object}");
             continue;
         }
         match &row.status {
-            Ok(()) => println!("{}  {:>8} B  ok", row.name, row.bytes),
-            Err(e) => println!("{}  {:>8} B  REFUSED: {e}", row.name, row.bytes),
+            Ok(()) => say!("{}  {:>8} B  ok", row.name, row.bytes),
+            Err(e) => say!("{}  {:>8} B  REFUSED: {e}", row.name, row.bytes),
         }
     }
     if bad > 0 {
@@ -131,10 +149,10 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     let mut failures = Vec::new();
     let mut trust = false;
     match catalog::check_vendor(&module, &trusted, false) {
-        Ok(VendorStatus::Trusted(name)) => println!("vendor signature: ok (trusted key '{name}')"),
+        Ok(VendorStatus::Trusted(name)) => say!("vendor signature: ok (trusted key '{name}')"),
         Ok(VendorStatus::UnsignedAllowed) => {}
         Err(e) => {
-            println!("vendor signature: {e}");
+            say!("vendor signature: {e}");
             failures.push("vendor signature");
             trust |= e.is_trust_failure();
         }
@@ -143,20 +161,20 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     if has_cluster {
         match keys::cluster_public_key(&c.data_dir) {
             Ok(key) => match verify::verify_cluster(&module[..], &key, None) {
-                Ok(v) => println!("cluster signature: ok (catalog hash {})", v.hash()),
+                Ok(v) => say!("cluster signature: ok (catalog hash {})", v.hash()),
                 Err(e) => {
-                    println!("cluster signature: {e}");
+                    say!("cluster signature: {e}");
                     failures.push("cluster signature");
                     trust |= e.is_trust_failure();
                 }
             },
             Err(e) => {
-                println!("cluster signature: cannot check: {e}");
+                say!("cluster signature: cannot check: {e}");
                 failures.push("cluster signature");
             }
         }
     } else {
-        println!("cluster signature: none (not imported into a catalog)");
+        say!("cluster signature: none (not imported into a catalog)");
     }
     let config = GearConfig {
         entrypoint: c.entrypoint.clone(),
@@ -166,7 +184,7 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
     let problems = fluxrig_core::gear::problems(&module, &config);
     if problems.is_empty() {
         let shape = catalog::check_shape(&c.file, &module, &c.entrypoint)?;
-        println!(
+        say!(
             "shape: ok ({}, free, {}; env.log {}; initial memory {} of {} pages)",
             shape.alloc_export,
             c.entrypoint,
@@ -175,11 +193,11 @@ fn verify_file(c: &VerifyCmd) -> Result<()> {
             c.memory_limit_pages
         );
     } else {
-        println!("shape: {} problem(s):", problems.len());
+        say!("shape: {} problem(s):", problems.len());
         for problem in &problems {
-            println!("  - {problem}");
+            say!("  - {problem}");
             if let Some(fix) = crate::author::advice(problem) {
-                println!("    fix: {fix}");
+                say!("    fix: {fix}");
             }
         }
         failures.push("shape");
@@ -208,7 +226,7 @@ impl RackSink for CallOutput {
         self.outcome = Some(match delivery {
             Delivery::Output { msg, .. } => {
                 if self.print {
-                    println!("{}", json::to_json(&msg.to_msg()));
+                    say!("{}", json::to_json(&msg.to_msg()));
                 }
                 Ok(())
             }
@@ -424,7 +442,7 @@ fn scenario_import(c: &ScenarioImport) -> Result<()> {
     };
     let (bytes, plan) = check_scenario(file, c.memory_budget_mib, &c.data_dir)?;
     if c.dry_run {
-        println!("{} is valid; nothing written (--dry-run)", describe(&plan));
+        say!("{} is valid; nothing written (--dry-run)", describe(&plan));
         return Ok(());
     }
     let stored = c.data_dir.join("scenarios").join(format!("{}.yaml", slug(&plan.name)));
@@ -443,7 +461,7 @@ fn scenario_import(c: &ScenarioImport) -> Result<()> {
     } else {
         ""
     };
-    println!("imported {} to {}{activity}", describe(&plan), stored.display());
+    say!("imported {} to {}{activity}", describe(&plan), stored.display());
     if !c.activate && was_active && previous.as_deref() != Some(&bytes[..]) {
         eprintln!(
             "note: '{}' is the active scenario, and the active copy is still the one imported before; \
@@ -457,7 +475,7 @@ fn scenario_import(c: &ScenarioImport) -> Result<()> {
 
 fn scenario_validate(c: &ScenarioValidate) -> Result<()> {
     let (_, plan) = check_scenario(&c.file, c.memory_budget_mib, &c.data_dir)?;
-    println!("{} is valid; nothing written", describe(&plan));
+    say!("{} is valid; nothing written", describe(&plan));
     Ok(())
 }
 
@@ -516,15 +534,15 @@ fn scenario_list(c: &ScenarioList) -> Result<()> {
         let is_active = active.as_deref() == Some(&s.bytes[..]) && !s.bytes.is_empty();
         let file = s.path.display().to_string();
         match (&s.parsed, c.json) {
-            (Ok((name, version)), true) => println!(
+            (Ok((name, version)), true) => say!(
                 "{}",
                 serde_json::json!({"name": name, "version": version, "file": file, "active": is_active})
             ),
-            (Err(e), true) => println!("{}", serde_json::json!({"file": file, "error": e.to_string()})),
+            (Err(e), true) => say!("{}", serde_json::json!({"file": file, "error": e.to_string()})),
             (Ok((name, version)), false) => {
-                println!("{}{name} {version}  ({file})", if is_active { "* " } else { "  " })
+                say!("{}{name} {version}  ({file})", if is_active { "* " } else { "  " })
             }
-            (Err(e), false) => println!("  UNREADABLE {file}: {e}"),
+            (Err(e), false) => say!("  UNREADABLE {file}: {e}"),
         }
     }
     Ok(())
@@ -532,7 +550,7 @@ fn scenario_list(c: &ScenarioList) -> Result<()> {
 
 fn scenario_show(c: &ScenarioShow) -> Result<()> {
     let found = find_stored(&c.data_dir, &c.name)?;
-    print!("{}", String::from_utf8_lossy(&found.bytes));
+    say!("{}", String::from_utf8_lossy(&found.bytes).trim_end_matches('\n'));
     Ok(())
 }
 
@@ -543,7 +561,7 @@ fn scenario_activate(c: &ScenarioActivate) -> Result<()> {
     let active = active_path(&c.data_dir);
     let unchanged = read_limited(&active, MAX_SCENARIO_BYTES, "scenario").ok().as_deref() == Some(&bytes[..]);
     write_atomic(&active, &bytes, 0o644)?;
-    println!(
+    say!(
         "{} is {}",
         describe(&plan),
         if unchanged { "active (unchanged)" } else { "now active (a running rack switches on SIGHUP)" }

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let top = match cli::parse(program, rest, std::env::var(cli::DATA_DIR_ENV).ok()) {
         Parsed::Run(top) => top,
         Parsed::Print { text, code: 0 } => {
-            println!("{text}");
+            commands::say_line(format_args!("{text}"));
             return ExitCode::SUCCESS;
         }
         Parsed::Print { text, code } => {

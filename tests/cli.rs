@@ -175,3 +175,21 @@ fn wasm_verify_lists_every_problem_with_the_fix_per_language() {
         good.stdout()
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
+    let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
+    let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
+    words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
+    let mut child = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .arg("--help")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // as `fluxrig --help | head -c 0` would
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+}
