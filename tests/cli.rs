@@ -1,6 +1,8 @@
 //! Command-line habits: help and version everywhere, `--opt=value`, a global `--data-dir`,
 //! suggestions, the scenario commands, `wasm list --json`, and `wasm call` as a bench.
 
+use std::io::Write;
+
 use crate::util::*;
 
 #[test]
@@ -178,17 +180,23 @@ fn wasm_verify_lists_every_problem_with_the_fix_per_language() {
 
 #[test]
 fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
+    let d = Dir::new("closed-pipe");
+    d.write("picky.wasm", picky_gear());
     let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
     let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
     words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
     let mut child = std::process::Command::new(&words[0])
         .args(&words[1..])
-        .arg("--help")
+        .args(["wasm", "call", "picky.wasm"])
+        .current_dir(d.path(""))
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take()); // as `fluxrig --help | head -c 0` would
+    // The reader goes away first (`| head -c 0`); only then does the command have a result.
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(b"one\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
