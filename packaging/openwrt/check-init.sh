@@ -7,6 +7,8 @@
 # a real OpenWrt; see packaging/README.md.
 #
 #   packaging/openwrt/check-init.sh        exits non-zero on the first difference
+# The stubs are called from the sourced init script, which shellcheck cannot follow.
+# shellcheck disable=SC1090,SC2034,SC2317
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 init="$here/files/fluxrig.init"
