@@ -42,9 +42,9 @@ step "tools"
 export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
 # systemd: systemd-analyze; busybox: OpenWrt's shell for the init script check;
-# binutils: readelf.
+# binutils: readelf; procps: /usr/bin/kill, which verify wants for ExecReload=.
 wanted=(qemu-user-static gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross
-    libc6-dev-armhf-cross binutils systemd busybox python3 dpkg)
+    libc6-dev-armhf-cross binutils procps systemd busybox python3 dpkg)
 missing=()
 for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
