@@ -76,7 +76,20 @@ pub fn read_input(reader: impl Read, input: &Input, producer: &Producer) -> (End
 }
 
 /// The error [`Tracked`] returns for a read the stopping rack refuses.
-const STOPPED: &str = "the rack is stopping";
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the rack is stopping")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+fn stopped(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Stopped>())
+}
 
 /// A reader that tells the queue when it holds bytes read but not pushed (from a read
 /// that returned data until the next read), and refuses to read once the rack stops: the
@@ -90,13 +103,13 @@ impl<R: Read> Read for Tracked<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.producer.set_holding(false);
         if self.producer.queue().is_stopping() {
-            return Err(std::io::Error::other(STOPPED));
+            return Err(std::io::Error::other(Stopped));
         }
         let read = self.inner.read(buf)?;
         // A socket whose read side the stop closed reads as its end: that is the stop too,
         // not the writer's end (a partial line must not pass for a whole one).
         if read == 0 && self.producer.queue().is_stopping() {
-            return Err(std::io::Error::other(STOPPED));
+            return Err(std::io::Error::other(Stopped));
         }
         self.producer.set_holding(read > 0);
         Ok(read)
@@ -106,7 +119,7 @@ impl<R: Read> Read for Tracked<'_, R> {
 /// How a failed read ends the input: the stop (with a warning if a partial line or item
 /// was cut off), a timeout, or an error reported as bad input.
 fn read_failed(e: &std::io::Error, partial: usize, input: &Input, producer: &Producer) -> End {
-    if e.to_string() == STOPPED {
+    if stopped(e) {
         if partial > 0 {
             let text = format!("{partial} byte(s) of an unfinished line or item were cut off by the stop");
             crate::logger::warn(&input.name, &text);
