@@ -164,6 +164,7 @@ if [ ${#outputs[@]} -gt 0 ]; then
 fi
 
 say "templates (as \`fluxrig gear new\` writes them)"
+mkdir -p "$work/bin" && ln -sf "$FLUXRIG" "$work/bin/fluxrig"
 for lang in $langs; do
     dir=$work/template-$lang/my-gear
     case $lang in rust) kit=rust ;; c) kit=c ;; zig) kit=zig ;; as) kit=assemblyscript ;; esac
@@ -192,6 +193,14 @@ for lang in $langs; do
             esac 2>&1) && m=$(find "$dir" -name my-gear.wasm -newer "$dir/input.jsonl" | head -n 1) && [ -n "$m" ] &&
         fr wasm call "$m" <"$dir/input.jsonl" >/dev/null 2>&1; then
         echo "  $lang: builds $(basename "$m") ($(wc -c <"$m") bytes) and runs its input.jsonl"
+        # The README's sign-import-run block, as typed, with `fluxrig` on PATH.
+        awk '/^```sh/ { n++; on = 1; next } /^```/ { on = 0; next } on && n == 2' "$dir/README.md" >"$dir/steps.sh"
+        if (cd "$dir" && PATH="$work/bin:$PATH" sh -e ./steps.sh >steps.out 2>steps.err) &&
+            [ "$(grep -c "^{" "$dir/steps.out")" -eq 2 ] && grep -q '3 in, 2 out, 1 dropped by gears' "$dir/steps.err"; then
+            echo "  $lang: README steps sign, import and run it: 3 in, 2 out, 1 dropped"
+        else
+            echo "  $lang: README steps FAILED"; sed 's/^/    /' "$dir/steps.out" "$dir/steps.err"; status=1
+        fi
     else
         echo "  $lang: template FAILED"; echo "$out" | sed 's/^/    /'; status=1
     fi
