@@ -119,6 +119,9 @@ for lang in $langs; do
     say "$lang: build, sign, import, run"
     module=$(build "$lang") || { echo "  $lang: BUILD FAILED"; status=1; continue; }
     size[$lang]=$(wc -c <"$module")
+    # No custom sections (names, producers): signing appends the only ones a module needs.
+    info=$(python3 "$sdk/tools/wasm_strip.py" --info "$module")
+    case $info in *custom:*) echo "  $lang: custom sections left in the module: $info"; status=1 ;; esac
     { fr wasm verify "$module" 2>&1 || true; } | sed -n "s/^shape: /  shape: /p"
     cp "$module" "$work/$lang.wasm"
     fr wasm sign "$work/$lang.wasm" "$work/vendor.key" >/dev/null
