@@ -22,6 +22,9 @@
 #![no_std]
 #![deny(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 extern crate alloc as alloc_crate;
 
 use alloc_crate::string::String;
@@ -203,9 +206,15 @@ fn value(d: &mut Decoder, depth: usize) -> R<Value> {
             Value::Null
         }
         Type::Bool => Value::Bool(d.bool().or_else(|_| err(d, "bool"))?),
-        Type::U8 | Type::U16 | Type::U32 | Type::U64 | Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => {
-            Value::Int(i128::from(d.int().or_else(|_| err(d, "int"))?))
-        }
+        Type::U8
+        | Type::U16
+        | Type::U32
+        | Type::U64
+        | Type::I8
+        | Type::I16
+        | Type::I32
+        | Type::I64
+        | Type::Int => Value::Int(i128::from(d.int().or_else(|_| err(d, "int"))?)),
         Type::F16 => {
             let p = d.position();
             let b = d.input();
@@ -284,7 +293,9 @@ impl Msg {
                     m.data = Some(data);
                 }
                 "flags" => m.flags = d.u32().or_else(|_| err(&d, "flags as u32"))?,
-                "raw" if !null(&mut d) => m.raw = Some(Vec::from(d.bytes().or_else(|_| err(&d, "raw bytes"))?)),
+                "raw" if !null(&mut d) => {
+                    m.raw = Some(Vec::from(d.bytes().or_else(|_| err(&d, "raw bytes"))?))
+                }
                 "path" if !null(&mut d) => {
                     let got = d.array();
                     let n = len(&mut d, got)?;
@@ -326,7 +337,10 @@ impl Msg {
         e.into_writer()
     }
 
-    fn encode_into(&self, e: &mut Encoder<Vec<u8>>) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
+    fn encode_into(
+        &self,
+        e: &mut Encoder<Vec<u8>>,
+    ) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
         e.map(10)?.str("id")?.bytes(&self.id)?.str("ref_id")?.bytes(&self.ref_id)?;
         e.str("trace")?.str(&self.trace)?.str("src_id")?.bytes(&self.src_id)?;
         e.str("meta")?;
@@ -396,7 +410,10 @@ impl Msg {
     }
 }
 
-fn put(e: &mut Encoder<Vec<u8>>, v: &Value) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
+fn put(
+    e: &mut Encoder<Vec<u8>>,
+    v: &Value,
+) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
     match v {
         Value::Null => {
             e.null()?;
@@ -550,7 +567,12 @@ pub mod __abi {
         let msg = match Msg::decode(input) {
             Ok(m) => m,
             Err(e) => {
-                Line::new().text("fluxrig-gear: input is not a fluxMsg, dropped: expected ").text(e.what).text(" at byte ").num(e.at as u64).log(Level::Error);
+                Line::new()
+                    .text("fluxrig-gear: input is not a fluxMsg, dropped: expected ")
+                    .text(e.what)
+                    .text(" at byte ")
+                    .num(e.at as u64)
+                    .log(Level::Error);
                 return 0;
             }
         };
@@ -676,5 +698,75 @@ mod arena {
     #[panic_handler]
     fn panic(_: &core::panic::PanicInfo) -> ! {
         core::arch::wasm32::unreachable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    fn unhex(t: &str) -> Vec<u8> {
+        (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// fluxrig's worked example (spec section 2; `example` in tests/data/vectors/fluxmsg.txt).
+    const EXAMPLE: &str = concat!(
+        "aa6269645001900000000070008000000000000001667265665f6964500000000000000000000000",
+        "000000000065747261636560667372635f69645000000000000000000000000000000000646d6574",
+        "61a167706565722e69706831302e302e302e356464617461a16568656c6c6f647761736d65666c61",
+        "67730063726177f66470617468806274731b17979cfe362a0000",
+    );
+
+    fn vector(_name: &str) -> Vec<u8> {
+        unhex(EXAMPLE)
+    }
+
+    #[test]
+    fn example_round_trips_byte_for_byte() {
+        let bytes = vector("example");
+        let m = Msg::decode(&bytes).unwrap();
+        assert_eq!(m.meta_get("peer.ip"), Some("10.0.0.5"));
+        assert_eq!(m.data_get("hello").and_then(Value::as_str), Some("wasm"));
+        assert_eq!(m.ts, 1_700_000_000_000_000_000);
+        assert_eq!(m.encode(), bytes);
+    }
+
+    #[test]
+    fn set_meta_replaces_in_place_or_appends() {
+        let mut m = Msg::decode(&vector("example")).unwrap();
+        m.set_meta("checked", "yes");
+        m.set_meta("peer.ip", "10.0.0.6");
+        assert_eq!(
+            m.meta,
+            Some(vec![("peer.ip".into(), "10.0.0.6".into()), ("checked".into(), "yes".into())])
+        );
+        let again = Msg::decode(&m.encode()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let bytes = vector("example");
+        for cut in 0..bytes.len() {
+            assert!(Msg::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(Msg::decode(&long).is_err());
+        // Nesting past MAX_DEPTH is refused, not recursed into.
+        let mut deep = unhex("a16464617461a1617a");
+        deep.extend(core::iter::repeat_n(0x81, 100));
+        deep.push(0);
+        assert!(Msg::decode(&deep).is_err());
+    }
+
+    #[test]
+    fn half_floats_widen() {
+        assert_eq!(f16_to_f64(0x3c00), 1.0);
+        assert_eq!(f16_to_f64(0xc500), -5.0);
+        assert_eq!(f16_to_f64(0x0001), 5.960464477539063e-8);
+        assert!(f16_to_f64(0x7e00).is_nan());
+        assert_eq!(f16_to_f64(0x7c00), f64::INFINITY);
     }
 }

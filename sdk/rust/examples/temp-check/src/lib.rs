@@ -26,8 +26,14 @@ fn check(mut msg: Msg) -> Outcome {
             Outcome::Drop
         }
     };
-    if seen % 1000 == 0 {
-        Line::new().text("temp-check: ").num(seen).text(" messages, ").num(DROPPED.load(Relaxed)).text(" dropped").log(Level::Info);
+    if seen.is_multiple_of(1000) {
+        Line::new()
+            .text("temp-check: ")
+            .num(seen)
+            .text(" messages, ")
+            .num(DROPPED.load(Relaxed))
+            .text(" dropped")
+            .log(Level::Info);
     }
     outcome
 }
