@@ -311,11 +311,12 @@ static inline void fr__not_a_msg(void) {
 }
 
 /* Defines the exports alloc, free and process around `uint64_t fn(fr_msg *)`. A message
- * that does not parse is dropped with an error log line. */
+ * that does not parse is dropped with an error log line. The C names are fr__export_*, so
+ * they clash with no libc `free` or `malloc`. */
 #define FLUXRIG_GEAR(fn)                                                              \
-    __attribute__((export_name("alloc"))) void *alloc(uint32_t len) { return fr_alloc(len); } \
-    __attribute__((export_name("free"))) void free(void *ptr, uint32_t len) { fr_free(ptr, len); } \
-    __attribute__((export_name("process"))) uint64_t process(uint8_t *ptr, uint32_t len) { \
+    __attribute__((export_name("alloc"))) void *fr__export_alloc(uint32_t len) { return fr_alloc(len); } \
+    __attribute__((export_name("free"))) void fr__export_free(void *ptr, uint32_t len) { fr_free(ptr, len); } \
+    __attribute__((export_name("process"))) uint64_t fr__export_process(uint8_t *ptr, uint32_t len) { \
         fr_msg m;                                                                       \
         if (!fr_msg_parse(&m, ptr, len)) {                                              \
             fr__not_a_msg();                                                   \

@@ -592,7 +592,7 @@ pub mod __abi {
 
 /// Exports `alloc`, `free` and `process` for a gear whose work is `f: fn(Msg) -> Outcome`.
 ///
-/// ```ignore
+/// ```text
 /// use fluxrig_gear::{gear, Msg, Outcome};
 /// fn check(msg: Msg) -> Outcome { Outcome::Pass }
 /// gear!(check);
