@@ -279,7 +279,11 @@ static inline uint64_t fr_replace_meta(const fr_msg *m, const char *key, const c
         fr__head(p, m->len, &i, &major, &count);
         for (start = end = 0; !end;) {
             const uint8_t *kp; uint32_t klen;
-            if (!fr__str(p, m->len, &i, 3, &kp, &klen)) return 0; /* parsed before: cannot fail */
+            if (!fr__str(p, m->len, &i, 3, &kp, &klen)) { /* no meta key: never from the host */
+                const char *t = "fluxrig-gear: no meta key in the input, dropped";
+                fr_log(FR_ERROR, t, fr_strlen(t));
+                return 0;
+            }
             uint32_t s = i;
             if (!fr__skip(p, m->len, &i, 1)) return 0;
             if (fr__eq(kp, klen, "meta", 4)) { start = s; end = i; }

@@ -255,6 +255,11 @@ pub const Msg = struct {
     /// appended (meta made if it is null). Drops (with an error log line) if out of memory.
     pub fn replaceMeta(self: *const Msg, key: []const u8, value: []const u8) Outcome {
         const p = self.bytes;
+        // The host's canonical input always has the key; anything else is not spliced.
+        if (self.meta_at.end == 0) {
+            logLine(.err, "fluxrig-gear: no meta key in the input, dropped");
+            return .drop;
+        }
         const o = (alloc(p.len + key.len + value.len + 32) orelse {
             logLine(.err, "fluxrig-gear: out of memory");
             return .drop;

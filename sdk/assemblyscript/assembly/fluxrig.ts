@@ -241,7 +241,7 @@ function half(h: u32): f64 {
 
   parse(p: usize, n: u32): bool {
     this.ptr = p; this.len = n;
-    this.metaEnd = this.dataEnd = this.rawEnd = 0;
+    this.metaStart = this.metaEnd = this.dataEnd = this.rawEnd = 0;
     this.metaNull = true;
     if (!head(p, n, 0) || hMajor != 5 || hArg > <u64>n) return false;
     const count = hArg;
@@ -303,6 +303,11 @@ function half(h: u32): f64 {
   replaceMeta(key: string, value: string): u64 {
     const p = this.ptr, kn = utf8Len(key), vn = utf8Len(value);
     const start = this.metaStart, end = this.metaEnd;
+    // The host's canonical input always has the key; anything else is not spliced.
+    if (end == 0) {
+      log(Level.Error, "fluxrig-gear: no meta key in the input, dropped");
+      return 0;
+    }
     const o = heap.alloc(this.len + kn + vn + 32);
     let w = o;
     memory.copy(w, p, start); w += start;
