@@ -5,7 +5,7 @@
 # hop ids match), and runs the same input through `fluxrig run --output-format cbor`. The
 # outputs must be byte-identical across languages (except each output's last hop `t`, the
 # rack's wall clock: see tools/outputs.py), and so must the gears' log lines and the run
-# statistics. Also builds each kit's template as `fluxrig gear new` would write it. Prints
+# statistics. Also writes each language's project with `fluxrig gear new` and builds it. Prints
 # a table of module size and per-message cost (`fluxrig wasm call --loop 1000`).
 #
 #   sdk/check.sh                    every language
@@ -169,27 +169,18 @@ if [ ${#outputs[@]} -gt 0 ]; then
     grep -q 'temp-check: 2000 messages' "$work/$first.events" || { echo "  $first: no log line at 2000 messages"; status=1; }
 fi
 
-say "templates (as \`fluxrig gear new\` writes them)"
+say "templates, written by \`fluxrig gear new\`"
 mkdir -p "$work/bin" && ln -sf "$FLUXRIG" "$work/bin/fluxrig"
 for lang in $langs; do
     dir=$work/template-$lang/my-gear
     case $lang in rust) kit=rust ;; c) kit=c ;; zig) kit=zig ;; as) kit=assemblyscript ;; esac
     [ -d "$sdk/$kit/template" ] || { echo "  $lang: no template"; status=1; continue; }
-    mkdir -p "$dir"
-    (cd "$sdk/$kit/template" && find . -type f ! -path './node_modules/*' ! -path './target/*' ! -path './zig-out/*' ! -path './.zig-cache/*' ! -path './build/*' ! -name '*.wasm') |
-    while read -r f; do
-        mkdir -p "$dir/$(dirname "$f")"
-        sed 's/{{name}}/my-gear/g' "$sdk/$kit/template/$f" >"$dir/$f"
-    done
-    # The kit files the template uses, copied beside it (what `gear new` embeds).
-    case $lang in
-    rust) mkdir -p "$dir/fluxrig-gear/src" && cp "$sdk/rust/fluxrig-gear/Cargo.toml" "$dir/fluxrig-gear/" &&
-          cp "$sdk/rust/fluxrig-gear/src/lib.rs" "$dir/fluxrig-gear/src/" ;;
-    c) cp "$sdk/c/fluxrig_gear.h" "$dir/" ;;
-    zig) cp "$sdk/zig/fluxrig.zig" "$dir/" ;;
-    as) mkdir -p "$dir/assembly" && cp "$sdk/assemblyscript/assembly/fluxrig.ts" "$dir/assembly/" &&
-        ln -s "$sdk/assemblyscript/node_modules" "$dir/node_modules" ;;
-    esac
+    # The project exactly as `fluxrig gear new` writes it (the binary embeds the template
+    # and the kit's files).
+    if ! fr gear new my-gear --lang "$lang" --dir "$dir" >/dev/null 2>&1; then
+        echo "  $lang: fluxrig gear new FAILED"; status=1; continue
+    fi
+    [ "$lang" = as ] && ln -s "$sdk/assemblyscript/node_modules" "$dir/node_modules"
     chmod +x "$dir"/*.sh 2>/dev/null || true
     if out=$(cd "$dir" && case $lang in
             rust) CARGO_TARGET_DIR=$rust_target/template ./build.sh ;;

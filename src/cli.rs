@@ -53,7 +53,43 @@ pub enum Command {
     Wasm(Wasm),
     Scenario(ScenarioCmd),
     Run(Run),
+    Gear(GearCmd),
     Version(Version),
+}
+
+/// write a new gear project (Rust, C, Zig or AssemblyScript) from the kits in sdk/
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "gear", help_triggers("-h", "--help", "help"))]
+pub struct GearCmd {
+    #[argh(subcommand)]
+    pub command: GearCommand,
+}
+
+/// The `gear` commands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum GearCommand {
+    New(GearNew),
+}
+
+/// write a buildable gear project: the kit, a gear that marks or drops messages, a build
+/// script, a test input and a README with the sign-import-run steps
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "new", help_triggers("-h", "--help", "help"))]
+pub struct GearNew {
+    /// the gear's name: lowercase letters, digits, - and _ (also its folder)
+    #[argh(positional)]
+    pub name: String,
+    /// the language: rust, c, zig or as (AssemblyScript)
+    #[argh(option)]
+    pub lang: crate::author::Lang,
+    /// the folder to write (default ./NAME; must not exist or be empty)
+    #[argh(option)]
+    pub dir: Option<PathBuf>,
+    /// data folder (not used by this command)
+    #[argh(option, default = "default_data_dir()")]
+    #[allow(dead_code)] // accepted on every command, so that the global --data-dir always fits
+    pub data_dir: PathBuf,
 }
 
 /// print the version, git commit, target and enabled features (also --version, -V)

@@ -60,6 +60,7 @@ pub fn run(top: Top) -> Result<()> {
             ScenarioCommand::Activate(c) => scenario_activate(&c),
         },
         Command::Run(c) => run_rack(&c),
+        Command::Gear(GearCmd { command: GearCommand::New(c) }) => gear_new(&c),
         Command::Version(_) => {
             say!("{}", crate::cli::version_line());
             Ok(())
@@ -375,6 +376,18 @@ fn call(c: &Call) -> Result<()> {
         Some(e) => Err(Error::invalid(format!("{failed} messages failed; the first: {e}"))),
         None => Ok(()),
     }
+}
+
+fn gear_new(c: &GearNew) -> Result<()> {
+    let dir = c.dir.clone().unwrap_or_else(|| PathBuf::from(&c.name));
+    let written = crate::author::write_project(&dir, &c.name, c.lang)?;
+    for path in &written {
+        eprintln!("  wrote {}", path.display());
+    }
+    say!("wrote the {:?} gear '{}' in {}; next:", c.lang, c.name, dir.display());
+    say!("  cd {} && {}", dir.display(), c.lang.build_command());
+    say!("  fluxrig wasm call {}.wasm < input.jsonl    # then sign, import and run: see README.md", c.name);
+    Ok(())
 }
 
 fn budget(mib: Option<usize>) -> Result<usize> {

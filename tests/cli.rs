@@ -201,3 +201,48 @@ fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
 }
+
+#[test]
+fn gear_new_writes_a_project_per_language_and_refuses_to_overwrite() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new("gear-new");
+    for (lang, files) in [
+        (
+            "rust",
+            &["Cargo.toml", "src/lib.rs", "build.sh", "fluxrig-gear/src/lib.rs", "input.jsonl", "README.md"]
+                [..],
+        ),
+        ("c", &["gear.c", "Makefile", "fluxrig_gear.h", "input.jsonl", "README.md"]),
+        ("zig", &["gear.zig", "build.zig", "fluxrig.zig", "input.jsonl", "README.md"]),
+        (
+            "as",
+            &[
+                "package.json",
+                "asconfig.json",
+                "assembly/index.ts",
+                "assembly/fluxrig.ts",
+                "input.jsonl",
+                "README.md",
+            ],
+        ),
+    ] {
+        let dir = format!("{lang}-project");
+        let new = d.run(&["gear", "new", "temp-gate", "--lang", lang, "--dir", &dir], b"");
+        new.ok();
+        assert!(new.stdout().contains(&format!("in {dir}; next:")), "{}", new.stdout());
+        for file in files {
+            let text = String::from_utf8(d.read(&format!("{dir}/{file}"))).unwrap();
+            assert!(!text.contains("{{name}}"), "{lang}: {file} still has the placeholder");
+        }
+        let readme = String::from_utf8(d.read(&format!("{dir}/README.md"))).unwrap();
+        assert!(readme.contains("temp-gate") && readme.contains("fluxrig wasm sign"), "{lang}: {readme}");
+    }
+    let mode = std::fs::metadata(d.path("rust-project/build.sh")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "build.sh is executable");
+    d.run(&["gear", "new", "temp-gate", "--lang", "c", "--dir", "c-project"], b"")
+        .fails(1, "c-project exists and is not empty; choose another --dir");
+    d.run(&["gear", "new", "Temp", "--lang", "c"], b"").fails(2, "gear name \"Temp\": use lowercase letters");
+    let lang = d.run(&["gear", "new", "x", "--lang", "go"], b"");
+    assert_eq!(lang.code(), 2);
+    assert!(lang.stderr().contains("unknown language \"go\" (rust, c, zig or as)"), "{}", lang.stderr());
+}
