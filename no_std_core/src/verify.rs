@@ -307,7 +307,11 @@ impl fmt::Display for VerifyError {
             Self::MissingClusterSignature => f.write_str("missing cluster signature"),
             Self::BadClusterSignature => f.write_str("cluster signature does not match the cluster key"),
             Self::HashMismatch { expected, got } => {
-                write!(f, "module content hashes to {got}, but it is named {expected}")
+                write!(
+                    f,
+                    "module content hashes to {got}, but it is named {expected}: the file was changed \
+                     or renamed after import (import the vendor-signed module again)"
+                )
             }
         }
     }
@@ -424,9 +428,10 @@ impl<B: AsRef<[u8]>> VerifiedModule<B> {
     }
 }
 
-/// Verifies the cluster countersignature of `stored` module bytes with `cluster_key` and,
-/// if `expected` is given, that the content hash equals that catalog name; the verified
-/// value keeps the bytes.
+/// Verifies, if `expected` is given, that the content hash of `stored` module bytes equals
+/// that catalog name, then the cluster countersignature with `cluster_key`; the verified
+/// value keeps the bytes. The name is checked first so that a file changed on disk is
+/// reported as changed, not as signed by another key.
 ///
 /// # Errors
 /// [`VerifyError::MissingClusterSignature`], [`VerifyError::BadClusterSignature`],
@@ -439,13 +444,14 @@ pub fn verify_cluster<B: AsRef<[u8]>>(
     let bytes = stored.as_ref();
     let signature = only_signature(bytes, CLUSTER_SECTION)?.ok_or(VerifyError::MissingClusterSignature)?;
     let hash = CatalogHash(sha256(&section::strip_custom(bytes, CLUSTER_SECTION)?));
-    if !cluster_key.verify(&hash.0, signature) {
-        return Err(VerifyError::BadClusterSignature);
-    }
+    // The name first: a catalog file changed on disk is a changed file, not a wrong key.
     if let Some(expected) = expected {
         if *expected != hash {
             return Err(VerifyError::HashMismatch { expected: *expected, got: hash });
         }
+    }
+    if !cluster_key.verify(&hash.0, signature) {
+        return Err(VerifyError::BadClusterSignature);
     }
     Ok(VerifiedModule { bytes: stored, hash, trust: Trust::ClusterSigned })
 }
