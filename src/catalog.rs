@@ -15,7 +15,7 @@ use fluxrig_core::limits::{MAX_MEMORY_LIMIT_PAGES, MAX_MODULE_BYTES};
 use fluxrig_core::verify::{self, CatalogHash, PublicKey, VerifiedModule, VerifyError};
 
 use crate::error::{Error, Result};
-use crate::files::{read_limited, write_atomic};
+use crate::files::{read_limited, write_atomic, DataLock};
 use crate::keys::{self, TrustedKey};
 use crate::scenario::Source;
 
@@ -100,6 +100,9 @@ pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Impo
         error
     })?;
     let shape = check_shape(file, &module, fluxrig_core::abi::DEFAULT_ENTRYPOINT)?;
+    // Writers of the data directory take turns: the first cluster key is made once, and a
+    // module is never countersigned with a key another import is about to replace.
+    let _lock = DataLock::take(data_dir)?;
     let cluster = keys::load_or_create_cluster_key(data_dir)?;
     let (hash, stored) = verify::countersign(&module, &cluster).map_err(|e| Error::verify(file, e))?;
     let path = module_path(data_dir, &hash);
