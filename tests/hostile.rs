@@ -145,3 +145,34 @@ fn a_mismatched_key_pair_is_refused_with_the_fix_named() {
         .fails(1, "cluster.key.pub does not hold the public half of");
     assert_eq!(d.files("data"), ["data/.lock", "data/cluster.key", "data/cluster.key.pub"]);
 }
+
+/// The test kit's pass-through gear with `extra` fields added to its module.
+fn pass_through_with(extra: &str) -> Vec<u8> {
+    let text = fluxrig_testkit::PASS_THROUGH_WAT.trim_end();
+    let text = text.strip_suffix(')').unwrap();
+    wat::parse_str(format!("{text}\n{extra})")).unwrap()
+}
+
+#[test]
+fn a_module_that_cannot_start_is_refused_at_import() {
+    let d = Dir::new("no-start");
+    let cases = [
+        (
+            "(func $start unreachable) (start $start)",
+            "start function trapped: unreachable executed (guest panic)",
+        ),
+        ("(func $start (loop br 0)) (start $start)", "start function ran out of fuel"),
+        ("(data (i32.const 65530) \"0123456789\")", "out of bounds"),
+    ];
+    for (i, (extra, want)) in cases.iter().enumerate() {
+        let name = format!("m{i}.wasm");
+        d.write(&name, pass_through_with(extra));
+        let run = d.run(&["wasm", "import", &name, "--allow-unsigned"], b"");
+        run.fails(1, want);
+        assert!(run.stderr().contains(&format!("gear '{name}'")), "{}", run.stderr());
+    }
+    // Nothing was stored; a module that starts is imported.
+    assert!(d.files("data/wasm").is_empty(), "{:?}", d.files("data/wasm"));
+    d.write("ok.wasm", pass_through_with("(func $start) (start $start)"));
+    d.run(&["wasm", "import", "ok.wasm", "--allow-unsigned"], b"").ok();
+}

@@ -218,7 +218,7 @@ fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
     let mut gear = load(&guest_with("1 16", "(i32.const 0)", PACK_IN, ""), GearConfig::default()).unwrap();
     let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
     assert_eq!(err, GearError::AllocReturnedNull { len: 3 });
-    assert!(!err.rebuilds_instance());
+    assert!(err.rebuilds_instance());
     let mut gear =
         load(&guest_with("1 16", "(i32.const 65534)", PACK_IN, ""), GearConfig::default()).unwrap();
     let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
@@ -234,6 +234,25 @@ fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
         gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap(),
         Outcome::Output(vec![1, 2, 3])
     );
+}
+
+#[test]
+fn alloc_returning_null_or_out_of_range_rebuilds_the_instance() {
+    // An allocator that fails on its first call only: after a rebuild it fails again (its
+    // state is fresh), where a kept instance would succeed on the second message.
+    for bad in ["(i32.const 0)", "(i32.const -8)"] {
+        let alloc = format!(
+            "(global.set $calls (i32.add (global.get $calls) (i32.const 1))) \
+             (if (result i32) (i32.eq (global.get $calls) (i32.const 1)) (then {bad}) (else (i32.const 1024)))"
+        );
+        let module = guest_with("1 16", &alloc, PACK_IN, "(global $calls (mut i32) (i32.const 0))");
+        let mut gear = load(&module, GearConfig::default()).unwrap();
+        for _ in 0..3 {
+            let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
+            assert!(err.rebuilds_instance(), "{err}");
+            assert_eq!(err.blame(), crate::Blame::Guest);
+        }
+    }
 }
 
 #[test]
