@@ -176,3 +176,24 @@ fn a_module_that_cannot_start_is_refused_at_import() {
     d.write("ok.wasm", pass_through_with("(func $start) (start $start)"));
     d.run(&["wasm", "import", "ok.wasm", "--allow-unsigned"], b"").ok();
 }
+
+#[test]
+fn modules_over_the_content_limits_are_refused_at_import_naming_the_limit() {
+    let d = Dir::new("contents");
+    let repeat = |n: usize, item: &str| item.repeat(n);
+    let cases = [
+        (repeat(1001, "(global i32 (i32.const 0))"), "exceeds the limit of 1000 global variables"),
+        (
+            format!("(table 1 funcref) {}", repeat(1001, "(elem (i32.const 0) 0)")),
+            "exceeds the limit of 1000 active element segments",
+        ),
+        (repeat(1001, "(data \"x\")"), "exceeds the limit of 1000 active data segments"),
+        ("(table 10001 funcref)".to_string(), "failed to instantiate table"),
+    ];
+    for (i, (extra, want)) in cases.iter().enumerate() {
+        let name = format!("m{i}.wasm");
+        d.write(&name, pass_through_with(extra));
+        d.run(&["wasm", "import", &name, "--allow-unsigned"], b"").fails(1, want);
+    }
+    assert!(d.files("data/wasm").is_empty(), "{:?}", d.files("data/wasm"));
+}

@@ -240,6 +240,44 @@ pub fn function_count(module: &[u8]) -> Result<u32, SectionError> {
     Ok(0)
 }
 
+/// What a module's sections ask the host to hold besides code, read from section headers
+/// alone (the budget prices it: [`crate::budget::gear_worst_case_bytes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// Functions the module defines (the function section's vector length).
+    pub functions: u32,
+    /// Data segments (the data section's vector length).
+    pub data_segments: u32,
+    /// Bytes of the type, import, global, export and element sections: the module
+    /// metadata the engine turns into host structures several times their size.
+    pub metadata_bytes: usize,
+}
+
+/// Reads a module's [`Contents`] from its section headers.
+///
+/// # Errors
+/// Any [`SectionError`] of the module.
+pub fn contents(module: &[u8]) -> Result<Contents, SectionError> {
+    let mut contents = Contents::default();
+    for section in sections(module)? {
+        let section = section?;
+        let count = || {
+            let mut pos = 0;
+            read_u32_leb(section.payload, &mut pos)
+                .map_err(|_| SectionError::Truncated { offset: section.range.start })
+        };
+        match section.id {
+            3 => contents.functions = count()?,
+            11 => contents.data_segments = count()?,
+            1 | 2 | 6 | 7 | 9 => {
+                contents.metadata_bytes = contents.metadata_bytes.saturating_add(section.range.len())
+            }
+            _ => {}
+        }
+    }
+    Ok(contents)
+}
+
 /// Returns `module` without its first custom section named `name` (unchanged if none).
 ///
 /// # Errors
