@@ -51,6 +51,14 @@ pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 /// refusing to copy an arbitrary guest range out of memory.
 pub const MAX_ENCODED_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Largest size of a decoded fluxMsg in memory, in bytes: the same as the encoded limit,
+/// counting every string's bytes and `size_of` every value, map entry and hop.
+///
+/// Reason: 4 MiB of CBOR made of one-byte items decodes to about 64 bytes an item; without
+/// this bound a 4 MiB message cost 275 MiB to decode. A message within
+/// [`MAX_PAYLOAD_BYTES`] and a few thousand data items stays well under it.
+pub const MAX_DECODED_MESSAGE_BYTES: usize = MAX_ENCODED_MESSAGE_BYTES;
+
 /// Largest number of hops in a fluxMsg `path`: 64, as fluxrig enforces.
 pub const MAX_HOPS: usize = 64;
 

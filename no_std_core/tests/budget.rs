@@ -259,3 +259,84 @@ fn hostile_modules_are_refused_or_priced() {
         assert!(peak <= bound, "{name}: peak {peak} > bound {bound}");
     }
 }
+
+/// CBOR head of major type `major` with argument `n`.
+fn head(major: u8, n: u64) -> Vec<u8> {
+    let m = major << 5;
+    match n {
+        0..=23 => vec![m | n as u8],
+        24..=0xff => vec![m | 24, n as u8],
+        0x100..=0xffff => [vec![m | 25], (n as u16).to_be_bytes().to_vec()].concat(),
+        0x1_0000..=0xffff_ffff => [vec![m | 26], (n as u32).to_be_bytes().to_vec()].concat(),
+        _ => [vec![m | 27], n.to_be_bytes().to_vec()].concat(),
+    }
+}
+
+/// A fluxMsg `{"data": {"d": VALUE}}` whose value is `items` (already encoded) in an
+/// array of `count`.
+fn message_with_array(count: u64, items: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xa1, 0x64, b'd', b'a', b't', b'a', 0xa1, 0x61, b'd'];
+    m.extend(head(4, count));
+    m.extend_from_slice(items);
+    m
+}
+
+#[test]
+fn decoding_costs_at_most_the_decoded_limit() {
+    use fluxrig_core::limits::{MAX_DECODED_MESSAGE_BYTES, MAX_ENCODED_MESSAGE_BYTES};
+    use fluxrig_core::message::{FluxMsg, MessageError};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let room = MAX_ENCODED_MESSAGE_BYTES - 64;
+    let zeros = room as u64; // one byte each
+    let ones = (room / 2) as u64; // [0]: two bytes each
+    let pairs = (room / 2) as u64; // map entries 0: 0, two bytes each
+    let mut map = vec![0xa1, 0x64, b'd', b'a', b't', b'a', 0xa1, 0x61, b'd'];
+    map.extend(head(5, pairs));
+    map.extend(std::iter::repeat_n([0u8, 0u8], pairs as usize).flatten());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("4 MiB of zeros in one array", message_with_array(zeros, &vec![0; zeros as usize])),
+        ("4 MiB of one-item arrays", message_with_array(ones, &[0x81, 0].repeat(ones as usize))),
+        ("4 MiB of map entries", map),
+        ("an array claiming 2^40 items", message_with_array(1 << 40, &[0; 16])),
+        (
+            "4000 arrays of 1000 zeros",
+            message_with_array(4000, &[head(4, 1000), vec![0; 1000]].concat().repeat(4000)),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, bytes) in cases {
+        assert!(bytes.len() <= MAX_ENCODED_MESSAGE_BYTES, "{name}");
+        let base = CURRENT.load(SeqCst);
+        PEAK.store(base, SeqCst);
+        let result = FluxMsg::decode(&bytes);
+        let peak = PEAK.load(SeqCst) - base;
+        let shown = format!("{result:?}");
+        let shown = shown.get(..100).unwrap_or(&shown);
+        println!("{name:>30}: {:>8} B of CBOR, decode peak {:>10} B: {shown}", bytes.len(), peak);
+        // A claim longer than the input is found where the input ends; the rest are too
+        // large decoded. Either way the decoder allocates no more than the limit.
+        let refused =
+            matches!(result, Err(MessageError::DecodedTooLarge { .. } | MessageError::Malformed { .. }));
+        if !refused || peak > MAX_DECODED_MESSAGE_BYTES {
+            failures.push(format!("{name}: peak {peak}, {result:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // At the limit: as many zeros as the limit holds decode; a message of real size too.
+    let slot = std::mem::size_of::<fluxrig_core::message::Value>();
+    let fixed = std::mem::size_of::<FluxMsg>()
+        + 4
+        + 1
+        + 1
+        + std::mem::size_of::<(String, fluxrig_core::message::Value)>()
+        + std::mem::size_of::<&str>();
+    let fit = ((MAX_DECODED_MESSAGE_BYTES - fixed) / slot) as u64;
+    let at_limit = message_with_array(fit, &vec![0; fit as usize]);
+    assert!(FluxMsg::decode(&at_limit).is_ok());
+    let past = message_with_array(fit + 1, &vec![0; fit as usize + 1]);
+    assert!(matches!(FluxMsg::decode(&past), Err(MessageError::DecodedTooLarge { .. })));
+    let mut raw = vec![0xa1, 0x63, b'r', b'a', b'w'];
+    raw.extend(head(2, 2 << 20));
+    raw.extend(vec![7u8; 2 << 20]);
+    assert_eq!(FluxMsg::decode(&raw).unwrap().raw.unwrap().len(), 2 << 20);
+}

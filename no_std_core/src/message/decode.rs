@@ -7,7 +7,9 @@ use minicbor::data::Type;
 use minicbor::Decoder;
 
 use super::{FluxMsg, Hop, MessageError, Uuid, Value, NIL_UUID};
-use crate::limits::{MAX_DATA_DEPTH, MAX_ENCODED_MESSAGE_BYTES, MAX_HOPS, MAX_PAYLOAD_BYTES};
+use crate::limits::{
+    MAX_DATA_DEPTH, MAX_DECODED_MESSAGE_BYTES, MAX_ENCODED_MESSAGE_BYTES, MAX_HOPS, MAX_PAYLOAD_BYTES,
+};
 
 impl FluxMsg {
     /// Decodes a fluxMsg, enforcing every limit of this module.
@@ -34,7 +36,7 @@ impl FluxMsg {
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), MessageError> {
         super::counter::note_decode();
         let window = bytes.split_at_checked(MAX_ENCODED_MESSAGE_BYTES).map_or(bytes, |(w, _)| w);
-        let mut r = Reader { d: Decoder::new(window), payload: 0 };
+        let mut r = Reader { d: Decoder::new(window), payload: 0, decoded: 0 };
         let msg = r.message()?;
         Ok((msg, r.d.position()))
     }
@@ -43,6 +45,8 @@ impl FluxMsg {
 struct Reader<'b> {
     d: Decoder<'b>,
     payload: usize,
+    /// Bytes the decoded message holds so far, charged before they are allocated.
+    decoded: usize,
 }
 
 impl<'b> Reader<'b> {
@@ -64,6 +68,41 @@ impl<'b> Reader<'b> {
         if self.payload > MAX_PAYLOAD_BYTES {
             return Err(MessageError::PayloadTooLarge { limit: MAX_PAYLOAD_BYTES, got: self.payload });
         }
+        Ok(())
+    }
+
+    /// Charges `n` bytes of decoded memory, refusing the message past the limit.
+    fn charge(&mut self, n: usize) -> Result<(), MessageError> {
+        self.decoded = self.decoded.saturating_add(n);
+        if self.decoded > MAX_DECODED_MESSAGE_BYTES {
+            return Err(MessageError::DecodedTooLarge {
+                limit: MAX_DECODED_MESSAGE_BYTES,
+                got: self.decoded,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns a vector for a claimed `count` of `T`, its capacity charged: the claim,
+    /// but no more than the input left (every item takes a byte at least) or than what is
+    /// left of the limit. A truncated claim is then found where the input ends, as
+    /// [`MsgBytes::check`](super::MsgBytes::check) finds it.
+    fn reserve<T>(&mut self, count: u64) -> Vec<T> {
+        let size = core::mem::size_of::<T>().max(1);
+        let input_left = self.d.input().len().saturating_sub(self.d.position());
+        let room = MAX_DECODED_MESSAGE_BYTES.saturating_sub(self.decoded) / size;
+        let capacity = usize::try_from(count).unwrap_or(usize::MAX).min(input_left).min(room);
+        self.decoded = self.decoded.saturating_add(capacity.saturating_mul(size));
+        Vec::with_capacity(capacity)
+    }
+
+    /// Pushes `item`, charging a slot beyond the reserved capacity (without doubling it).
+    fn push<T>(&mut self, items: &mut Vec<T>, item: T) -> Result<(), MessageError> {
+        if items.len() == items.capacity() {
+            self.charge(core::mem::size_of::<T>())?;
+            items.reserve_exact(1);
+        }
+        items.push(item);
         Ok(())
     }
 
@@ -97,16 +136,22 @@ impl<'b> Reader<'b> {
         }
     }
 
+    /// Reads a text string, charging its bytes (a borrowed key is charged too: it is
+    /// copied, or compared and dropped, and the charge keeps the count simple and high).
     fn text(&mut self, field: &'static str) -> Result<&'b str, MessageError> {
         let offset = self.d.position();
         self.peek(field)?;
-        self.d.str().map_err(|_| MessageError::Malformed { field, offset })
+        let text = self.d.str().map_err(|_| MessageError::Malformed { field, offset })?;
+        self.charge(text.len())?;
+        Ok(text)
     }
 
     fn bytes(&mut self, field: &'static str) -> Result<&'b [u8], MessageError> {
         let offset = self.d.position();
         self.peek(field)?;
-        self.d.bytes().map_err(|_| MessageError::Malformed { field, offset })
+        let bytes = self.d.bytes().map_err(|_| MessageError::Malformed { field, offset })?;
+        self.charge(bytes.len())?;
+        Ok(bytes)
     }
 
     fn uuid(&mut self, field: &'static str) -> Result<Uuid, MessageError> {
@@ -131,6 +176,7 @@ impl<'b> Reader<'b> {
     fn message(&mut self) -> Result<FluxMsg, MessageError> {
         const KEYS: [&str; 10] =
             ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "path", "ts"];
+        self.charge(core::mem::size_of::<FluxMsg>())?;
         let mut msg = FluxMsg::default();
         let mut seen = [false; KEYS.len()];
         let n = self.map_len("message")?;
@@ -178,13 +224,14 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         let n = self.map_len("meta")?;
-        let mut meta: Vec<(String, String)> = Vec::new();
+        let mut meta: Vec<(String, String)> = self.reserve(n);
         for _ in 0..n {
             let k = self.text("meta")?;
             let v = self.text("meta")?;
             self.add_payload(k.len() + v.len())?;
-            meta.push((k.into(), v.into()));
+            self.push(&mut meta, (k.into(), v.into()))?;
         }
+        self.charge(meta.len().saturating_mul(core::mem::size_of::<&str>()))?;
         check_unique(meta.iter().map(|(k, _)| k.as_str()), "meta")?;
         Ok(Some(meta))
     }
@@ -194,13 +241,14 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         let n = self.map_len("data")?;
-        let mut data: Vec<(String, Value)> = Vec::new();
+        let mut data: Vec<(String, Value)> = self.reserve(n);
         for _ in 0..n {
             let k = self.text("data")?;
             self.add_payload(k.len())?;
             let v = self.value("data", 1)?;
-            data.push((k.into(), v));
+            self.push(&mut data, (k.into(), v))?;
         }
+        self.charge(data.len().saturating_mul(core::mem::size_of::<&str>()))?;
         check_unique(data.iter().map(|(k, _)| k.as_str()), "data")?;
         Ok(Some(data))
     }
@@ -247,19 +295,20 @@ impl<'b> Reader<'b> {
             }
             Type::Array => {
                 let n = self.array_len(field)?;
-                let mut items = Vec::new();
+                let mut items: Vec<Value> = self.reserve(n);
                 for _ in 0..n {
-                    items.push(self.value(field, depth + 1)?);
+                    let item = self.value(field, depth + 1)?;
+                    self.push(&mut items, item)?;
                 }
                 Value::Array(items)
             }
             Type::Map => {
                 let n = self.map_len(field)?;
-                let mut entries = Vec::new();
+                let mut entries: Vec<(Value, Value)> = self.reserve(n);
                 for _ in 0..n {
                     let k = self.value(field, depth + 1)?;
                     let v = self.value(field, depth + 1)?;
-                    entries.push((k, v));
+                    self.push(&mut entries, (k, v))?;
                 }
                 Value::Map(entries)
             }
@@ -278,9 +327,10 @@ impl<'b> Reader<'b> {
                 got: usize::try_from(n).unwrap_or(usize::MAX),
             });
         }
-        let mut path = Vec::new();
+        let mut path: Vec<Hop> = self.reserve(n);
         for _ in 0..n {
-            path.push(self.hop()?);
+            let hop = self.hop()?;
+            self.push(&mut path, hop)?;
         }
         Ok(Some(path))
     }
