@@ -322,19 +322,28 @@ fn decoding_costs_at_most_the_decoded_limit() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    // At the limit: as many zeros as the limit holds decode; a message of real size too.
+    // At the limit: the most zeros a canonical message can hold decode and check; one more
+    // is refused by both, with the same error.
+    let zeros = |k: usize| {
+        use fluxrig_core::message::Value;
+        let data = vec![("d".to_string(), Value::Array(vec![Value::Int(0); k]))];
+        FluxMsg { data: Some(data), ..FluxMsg::default() }.encode()
+    };
     let slot = std::mem::size_of::<fluxrig_core::message::Value>();
-    let fixed = std::mem::size_of::<FluxMsg>()
-        + 4
-        + 1
-        + 1
-        + std::mem::size_of::<(String, fluxrig_core::message::Value)>()
-        + std::mem::size_of::<&str>();
-    let fit = ((MAX_DECODED_MESSAGE_BYTES - fixed) / slot) as u64;
-    let at_limit = message_with_array(fit, &vec![0; fit as usize]);
-    assert!(FluxMsg::decode(&at_limit).is_ok());
-    let past = message_with_array(fit + 1, &vec![0; fit as usize + 1]);
+    let (mut fits, mut fails) = (0, MAX_DECODED_MESSAGE_BYTES / slot + 1);
+    while fails - fits > 1 {
+        let mid = (fits + fails) / 2;
+        if FluxMsg::decode(&zeros(mid)).is_ok() {
+            fits = mid;
+        } else {
+            fails = mid;
+        }
+    }
+    assert!(fits > MAX_DECODED_MESSAGE_BYTES / slot - 16, "{fits}: only the fixed fields take room");
+    assert!(fluxrig_core::MsgBytes::check(zeros(fits)).is_ok());
+    let past = zeros(fits + 1);
     assert!(matches!(FluxMsg::decode(&past), Err(MessageError::DecodedTooLarge { .. })));
+    assert_eq!(fluxrig_core::MsgBytes::check(past.clone()).err(), FluxMsg::decode(&past).err());
     let mut raw = vec![0xa1, 0x63, b'r', b'a', b'w'];
     raw.extend(head(2, 2 << 20));
     raw.extend(vec![7u8; 2 << 20]);

@@ -6,10 +6,9 @@ use alloc::vec::Vec;
 use minicbor::data::Type;
 use minicbor::Decoder;
 
+use super::charge::{self, Account};
 use super::{FluxMsg, Hop, MessageError, Uuid, Value, NIL_UUID};
-use crate::limits::{
-    MAX_DATA_DEPTH, MAX_DECODED_MESSAGE_BYTES, MAX_ENCODED_MESSAGE_BYTES, MAX_HOPS, MAX_PAYLOAD_BYTES,
-};
+use crate::limits::{MAX_DATA_DEPTH, MAX_ENCODED_MESSAGE_BYTES, MAX_HOPS, MAX_PAYLOAD_BYTES};
 
 impl FluxMsg {
     /// Decodes a fluxMsg, enforcing every limit of this module.
@@ -36,17 +35,24 @@ impl FluxMsg {
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), MessageError> {
         super::counter::note_decode();
         let window = bytes.split_at_checked(MAX_ENCODED_MESSAGE_BYTES).map_or(bytes, |(w, _)| w);
-        let mut r = Reader { d: Decoder::new(window), payload: 0, decoded: 0 };
+        let mut r = Reader { d: Decoder::new(window), payload: 0, account: Account::default() };
         let msg = r.message()?;
         Ok((msg, r.d.position()))
     }
+}
+
+/// A vector being decoded, with the capacity its account was charged for.
+struct Items<T> {
+    items: Vec<T>,
+    capacity: usize,
+    size: usize,
 }
 
 struct Reader<'b> {
     d: Decoder<'b>,
     payload: usize,
     /// Bytes the decoded message holds so far, charged before they are allocated.
-    decoded: usize,
+    account: Account,
 }
 
 impl<'b> Reader<'b> {
@@ -71,38 +77,27 @@ impl<'b> Reader<'b> {
         Ok(())
     }
 
-    /// Charges `n` bytes of decoded memory, refusing the message past the limit.
     fn charge(&mut self, n: usize) -> Result<(), MessageError> {
-        self.decoded = self.decoded.saturating_add(n);
-        if self.decoded > MAX_DECODED_MESSAGE_BYTES {
-            return Err(MessageError::DecodedTooLarge {
-                limit: MAX_DECODED_MESSAGE_BYTES,
-                got: self.decoded,
-            });
-        }
-        Ok(())
+        self.account.charge(n)
     }
 
-    /// Returns a vector for a claimed `count` of `T`, its capacity charged: the claim,
-    /// but no more than the input left (every item takes a byte at least) or than what is
-    /// left of the limit. A truncated claim is then found where the input ends, as
-    /// [`MsgBytes::check`](super::MsgBytes::check) finds it.
-    fn reserve<T>(&mut self, count: u64) -> Vec<T> {
-        let size = core::mem::size_of::<T>().max(1);
+    /// Returns a vector for a claimed `count` of `T` (`size` bytes each, as counted by
+    /// [`charge`]), at the capacity the account charged: a truncated claim is found where
+    /// the input ends, as [`MsgBytes::check`](super::MsgBytes::check) finds it.
+    fn reserve<T>(&mut self, count: u64, size: usize) -> Items<T> {
         let input_left = self.d.input().len().saturating_sub(self.d.position());
-        let room = MAX_DECODED_MESSAGE_BYTES.saturating_sub(self.decoded) / size;
-        let capacity = usize::try_from(count).unwrap_or(usize::MAX).min(input_left).min(room);
-        self.decoded = self.decoded.saturating_add(capacity.saturating_mul(size));
-        Vec::with_capacity(capacity)
+        let capacity = self.account.reserve(count, size, input_left);
+        Items { items: Vec::with_capacity(capacity), capacity, size }
     }
 
-    /// Pushes `item`, charging a slot beyond the reserved capacity (without doubling it).
-    fn push<T>(&mut self, items: &mut Vec<T>, item: T) -> Result<(), MessageError> {
-        if items.len() == items.capacity() {
-            self.charge(core::mem::size_of::<T>())?;
-            items.reserve_exact(1);
+    /// Pushes `item`, charging a slot past the reserved capacity (and growing by one
+    /// rather than doubling).
+    fn push<T>(&mut self, items: &mut Items<T>, item: T) -> Result<(), MessageError> {
+        self.account.push(items.items.len(), items.capacity, items.size)?;
+        if items.items.len() == items.items.capacity() {
+            items.items.reserve_exact(1);
         }
-        items.push(item);
+        items.items.push(item);
         Ok(())
     }
 
@@ -176,7 +171,7 @@ impl<'b> Reader<'b> {
     fn message(&mut self) -> Result<FluxMsg, MessageError> {
         const KEYS: [&str; 10] =
             ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "path", "ts"];
-        self.charge(core::mem::size_of::<FluxMsg>())?;
+        self.charge(charge::MESSAGE)?;
         let mut msg = FluxMsg::default();
         let mut seen = [false; KEYS.len()];
         let n = self.map_len("message")?;
@@ -224,14 +219,15 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         let n = self.map_len("meta")?;
-        let mut meta: Vec<(String, String)> = self.reserve(n);
+        let mut meta: Items<(String, String)> = self.reserve(n, charge::META_ENTRY);
         for _ in 0..n {
             let k = self.text("meta")?;
             let v = self.text("meta")?;
             self.add_payload(k.len() + v.len())?;
             self.push(&mut meta, (k.into(), v.into()))?;
         }
-        self.charge(meta.len().saturating_mul(core::mem::size_of::<&str>()))?;
+        let meta = meta.items;
+        self.charge(meta.len().saturating_mul(charge::KEY_REF))?;
         check_unique(meta.iter().map(|(k, _)| k.as_str()), "meta")?;
         Ok(Some(meta))
     }
@@ -241,14 +237,15 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         let n = self.map_len("data")?;
-        let mut data: Vec<(String, Value)> = self.reserve(n);
+        let mut data: Items<(String, Value)> = self.reserve(n, charge::DATA_ENTRY);
         for _ in 0..n {
             let k = self.text("data")?;
             self.add_payload(k.len())?;
             let v = self.value("data", 1)?;
             self.push(&mut data, (k.into(), v))?;
         }
-        self.charge(data.len().saturating_mul(core::mem::size_of::<&str>()))?;
+        let data = data.items;
+        self.charge(data.len().saturating_mul(charge::KEY_REF))?;
         check_unique(data.iter().map(|(k, _)| k.as_str()), "data")?;
         Ok(Some(data))
     }
@@ -295,22 +292,22 @@ impl<'b> Reader<'b> {
             }
             Type::Array => {
                 let n = self.array_len(field)?;
-                let mut items: Vec<Value> = self.reserve(n);
+                let mut items = self.reserve(n, charge::VALUE);
                 for _ in 0..n {
                     let item = self.value(field, depth + 1)?;
                     self.push(&mut items, item)?;
                 }
-                Value::Array(items)
+                Value::Array(items.items)
             }
             Type::Map => {
                 let n = self.map_len(field)?;
-                let mut entries: Vec<(Value, Value)> = self.reserve(n);
+                let mut entries = self.reserve(n, charge::MAP_ENTRY);
                 for _ in 0..n {
                     let k = self.value(field, depth + 1)?;
                     let v = self.value(field, depth + 1)?;
                     self.push(&mut entries, (k, v))?;
                 }
-                Value::Map(entries)
+                Value::Map(entries.items)
             }
             _ => return Err(malformed),
         })
@@ -327,12 +324,12 @@ impl<'b> Reader<'b> {
                 got: usize::try_from(n).unwrap_or(usize::MAX),
             });
         }
-        let mut path: Vec<Hop> = self.reserve(n);
+        let mut path = self.reserve(n, charge::HOP);
         for _ in 0..n {
             let hop = self.hop()?;
             self.push(&mut path, hop)?;
         }
-        Ok(Some(path))
+        Ok(Some(path.items))
     }
 
     fn hop(&mut self) -> Result<Hop, MessageError> {

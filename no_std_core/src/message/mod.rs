@@ -35,6 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 mod bytes;
+mod charge;
 mod decode;
 mod encode;
 
