@@ -82,7 +82,8 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
     if public.exists() && load_public_key(&public)? != key.public_key() {
         return Err(Error::invalid(format!(
             "{} does not hold the public half of {} (a write of the pair was interrupted?): \
-             replace it, or remove it and write a new pair with 'fluxrig keys gen-cluster --force'",
+             remove it (the node's cluster key gets it rewritten by the next 'wasm import'), \
+             or write a new pair with 'fluxrig keys gen-cluster --force'",
             public.display(),
             path.display()
         )));
@@ -118,8 +119,16 @@ pub fn cluster_key_path(data_dir: &Path) -> PathBuf {
 /// created exclusively, so that even without the lock two writers never make two keys.
 pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
     let path = cluster_key_path(data_dir);
+    let public = pub_path(&path);
     if path.exists() {
-        return load_signing_key(&path);
+        let key = load_signing_key(&path)?;
+        // A writer killed between the two files, or an operator who removed a `.pub` that
+        // did not match: the private key is the truth, and `run` needs its public half.
+        if !public.exists() {
+            write_atomic(&public, &key.public_key().0, 0o600)?;
+            logger::info("keys", &format!("wrote the missing {}", public.display()));
+        }
+        return Ok(key);
     }
     let key = fresh_key()?;
     match create_exclusive(&path, &key.to_key_file(), 0o600) {
@@ -129,7 +138,7 @@ pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
         }
         Err(e) => return Err(e),
     }
-    write_atomic(&pub_path(&path), &key.public_key().0, 0o600)?;
+    write_atomic(&public, &key.public_key().0, 0o600)?;
     logger::info("keys", &format!("created the node's cluster key {}", path.display()));
     Ok(key)
 }

@@ -136,7 +136,7 @@ fn a_mismatched_key_pair_is_refused_with_the_fix_named() {
     d.write("a.key.pub", d.read("b.key.pub"));
     d.run(&["wasm", "sign", "gear.wasm", "a.key"], b"").fails(
         1,
-        "a.key.pub does not hold the public half of a.key (a write of the pair was interrupted?): replace it",
+        "a.key.pub does not hold the public half of a.key (a write of the pair was interrupted?): remove it",
     );
     // The same for the node's cluster key, at import.
     d.write("data/cluster.key", d.read("b.key"));
@@ -144,6 +144,14 @@ fn a_mismatched_key_pair_is_refused_with_the_fix_named() {
     d.run(&["wasm", "import", "gear.wasm", "--allow-unsigned"], b"")
         .fails(1, "cluster.key.pub does not hold the public half of");
     assert_eq!(d.files("data"), ["data/.lock", "data/cluster.key", "data/cluster.key.pub"]);
+    // The fix the message names: without the `.pub`, the next import rewrites it from the
+    // private key, and `run` trusts what it imported.
+    fs::remove_file(d.path("data/cluster.key.pub")).unwrap();
+    let import = d.run(&["wasm", "import", "gear.wasm", "--allow-unsigned"], b"");
+    import.ok();
+    assert!(import.stderr().contains("wrote the missing ./data/cluster.key.pub"), "{}", import.stderr());
+    assert_eq!(d.read("data/cluster.key.pub"), d.read("b.key.pub"));
+    d.run(&["wasm", "list"], b"").ok();
 }
 
 /// The test kit's pass-through gear with `extra` fields added to its module.
