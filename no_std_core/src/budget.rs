@@ -68,6 +68,7 @@ pub fn gear_worst_case_bytes(module: &[u8], config: &GearConfig) -> usize {
         functions: u32::try_from(module.len()).unwrap_or(u32::MAX),
         data_segments: u32::try_from(module.len()).unwrap_or(u32::MAX),
         metadata_bytes: module.len(),
+        ..Contents::default()
     };
     let contents = crate::section::contents(module).unwrap_or(all);
     let functions = contents.functions as usize;

@@ -251,6 +251,10 @@ pub struct Contents {
     /// Bytes of the type, import, global, export and element sections: the module
     /// metadata the engine turns into host structures several times their size.
     pub metadata_bytes: usize,
+    /// Function bodies the code section declares.
+    pub code_bodies: u32,
+    /// Bytes of the code section after its count.
+    pub code_bytes: usize,
 }
 
 /// Reads a module's [`Contents`] from its section headers.
@@ -261,13 +265,17 @@ pub fn contents(module: &[u8]) -> Result<Contents, SectionError> {
     let mut contents = Contents::default();
     for section in sections(module)? {
         let section = section?;
-        let count = || {
-            let mut pos = 0;
+        let mut pos = 0;
+        let mut count = || {
             read_u32_leb(section.payload, &mut pos)
                 .map_err(|_| SectionError::Truncated { offset: section.range.start })
         };
         match section.id {
             3 => contents.functions = count()?,
+            10 => {
+                contents.code_bodies = count()?;
+                contents.code_bytes = section.payload.len().saturating_sub(pos);
+            }
             11 => contents.data_segments = count()?,
             1 | 2 | 6 | 7 | 9 => {
                 contents.metadata_bytes = contents.metadata_bytes.saturating_add(section.range.len())

@@ -147,7 +147,18 @@ pub fn problems(module: &[u8], config: &GearConfig) -> Vec<GearError> {
 
 fn parse(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<Module, GearError> {
     config.check()?;
-    crate::section::check_framing(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    let contents =
+        crate::section::contents(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    // wasmi 2.0 divides by this count (enforced average function size) before validating
+    // it: a code section of 1000 bytes or more that declares no bodies would panic there
+    // (found by the `module` fuzz target). Such a section is invalid anyway.
+    if contents.code_bodies == 0 && contents.code_bytes > 0 {
+        let detail = alloc::format!(
+            "the code section declares no function bodies but holds {} more bytes",
+            contents.code_bytes
+        );
+        return Err(GearError::InvalidModule { detail: detail_of(&detail) });
+    }
     engine.compiles.fetch_add(1, Ordering::Relaxed);
     Module::new(&engine.engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })
 }

@@ -510,3 +510,49 @@ fn problems_lists_every_reason_in_the_order_inspect_meets_them() {
         [GearError::InvalidModule { .. }]
     ));
 }
+
+#[test]
+fn a_code_section_with_no_bodies_but_bytes_is_refused_not_a_panic() {
+    // The guard's edge: any bytes after a count of 0 are refused by name (the fuzzed
+    // module below is the one that made wasmi panic).
+    let good = guest(PACK_IN);
+    for junk in [1usize, 999, 1000, 5000] {
+        let mut module = Vec::new();
+        for section in crate::section::sections(&good).unwrap() {
+            let section = section.unwrap();
+            if section.id == 10 {
+                let mut body = vec![0u8]; // no bodies
+                body.resize(1 + junk, 0x0b);
+                module.push(10);
+                let mut n = body.len();
+                while n >= 0x80 {
+                    module.push((n as u8 & 0x7f) | 0x80);
+                    n >>= 7;
+                }
+                module.push(n as u8);
+                module.extend_from_slice(&body);
+            } else if section.range.start == 8 {
+                module.extend_from_slice(&good[..section.range.end]);
+            } else {
+                module.extend_from_slice(&good[section.range.clone()]);
+            }
+        }
+        let err = inspect(&module, &GearConfig::default()).unwrap_err();
+        let text = alloc::format!("{err}");
+        assert!(
+            text.contains(&alloc::format!("declares no function bodies but holds {junk} more bytes")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_fuzzed_module_with_no_code_bodies_is_refused() {
+    // Found by the `module` fuzz target: wasmi 2.0's enforced average function size divides
+    // the code section's size by its body count before validating the count (a debug
+    // assertion, or a division by zero in release).
+    let module = include_bytes!("../../../fuzz/corpus/module/code_count_zero");
+    let err = inspect(module, &GearConfig::default()).unwrap_err();
+    let text = alloc::format!("{err}");
+    assert!(text.contains("declares no function bodies but holds"), "{text}");
+}
