@@ -251,13 +251,12 @@ pub struct Contents {
     /// Bytes of the type, import, global, export and element sections: the module
     /// metadata the engine turns into host structures several times their size.
     pub metadata_bytes: usize,
-    /// Function bodies the code section declares.
-    pub code_bodies: u32,
-    /// Bytes of the code section after its count.
-    pub code_bytes: usize,
+    /// Bytes after the count of a code section that declares no function bodies (0 in a
+    /// valid module).
+    pub bodiless_code_bytes: usize,
 }
 
-/// Reads a module's [`Contents`] from its section headers.
+/// Reads a module's [`Contents`] from its section headers, adding up repeated sections.
 ///
 /// # Errors
 /// Any [`SectionError`] of the module.
@@ -270,13 +269,17 @@ pub fn contents(module: &[u8]) -> Result<Contents, SectionError> {
             read_u32_leb(section.payload, &mut pos)
                 .map_err(|_| SectionError::Truncated { offset: section.range.start })
         };
+        // A repeated section (invalid, but framed) is counted each time: the price stays an
+        // upper bound whichever one the engine reads.
         match section.id {
-            3 => contents.functions = count()?,
+            3 => contents.functions = contents.functions.saturating_add(count()?),
             10 => {
-                contents.code_bodies = count()?;
-                contents.code_bytes = section.payload.len().saturating_sub(pos);
+                if count()? == 0 {
+                    let rest = section.payload.len().saturating_sub(pos);
+                    contents.bodiless_code_bytes = contents.bodiless_code_bytes.saturating_add(rest);
+                }
             }
-            11 => contents.data_segments = count()?,
+            11 => contents.data_segments = contents.data_segments.saturating_add(count()?),
             1 | 2 | 6 | 7 | 9 => {
                 contents.metadata_bytes = contents.metadata_bytes.saturating_add(section.range.len())
             }
@@ -366,6 +369,23 @@ mod tests {
         m.truncate(10);
         m[9] = 0x00; // empty section: no count
         assert_eq!(function_count(&m), Err(SectionError::Truncated { offset: 8 }));
+    }
+
+    #[test]
+    fn contents_add_up_repeated_sections_and_find_bodiless_code() {
+        let mut m = BARE.to_vec();
+        m.extend_from_slice(&[0x03, 0x02, 0x01, 0x00]); // 1 function
+        m.extend_from_slice(&[0x03, 0x03, 0x02, 0x00, 0x00]); // 2 more (invalid, but framed)
+        m.extend_from_slice(&[0x0b, 0x01, 0x05]); // 5 data segments
+        m.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // a type: 6 metadata bytes
+        let c = contents(&m).unwrap();
+        assert_eq!((c.functions, c.data_segments, c.metadata_bytes, c.bodiless_code_bytes), (3, 5, 6, 0));
+        // Found by the `section` fuzz target: function_count reads the first section only.
+        assert_eq!(function_count(&m), Ok(1));
+        m.extend_from_slice(&[0x0a, 0x04, 0x00, 0x0b, 0x0b, 0x0b]); // no bodies, 3 bytes more
+        assert_eq!(contents(&m).unwrap().bodiless_code_bytes, 3);
+        m.extend_from_slice(&[0x0a, 0x01]); // a code section cut short
+        assert!(contents(&m).is_err());
     }
 
     #[test]

@@ -152,10 +152,10 @@ fn parse(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<Modul
     // wasmi 2.0 divides by this count (enforced average function size) before validating
     // it: a code section of 1000 bytes or more that declares no bodies would panic there
     // (found by the `module` fuzz target). Such a section is invalid anyway.
-    if contents.code_bodies == 0 && contents.code_bytes > 0 {
+    if contents.bodiless_code_bytes > 0 {
         let detail = alloc::format!(
             "the code section declares no function bodies but holds {} more bytes",
-            contents.code_bytes
+            contents.bodiless_code_bytes
         );
         return Err(GearError::InvalidModule { detail: detail_of(&detail) });
     }
