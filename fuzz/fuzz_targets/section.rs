@@ -17,7 +17,9 @@ fuzz_target!(|module: &[u8]| {
     // `contents` adds up every function section, `function_count` reads the first; it
     // fails only where the framing does or a counted section is cut short.
     match section::contents(module) {
-        Ok(contents) => assert!(functions.is_ok_and(|n| n <= contents.functions), "{functions:?} {contents:?}"),
+        Ok(contents) => {
+            assert!(functions.is_ok_and(|n| n <= contents.functions), "{functions:?} {contents:?}")
+        }
         Err(e) => assert!(framing.is_err() || matches!(e, section::SectionError::Truncated { .. }), "{e:?}"),
     }
 
