@@ -264,24 +264,24 @@ pub fn contents(module: &[u8]) -> Result<Contents, SectionError> {
     let mut contents = Contents::default();
     for section in sections(module)? {
         let section = section?;
-        let mut pos = 0;
-        let mut count = || {
-            read_u32_leb(section.payload, &mut pos)
-                .map_err(|_| SectionError::Truncated { offset: section.range.start })
-        };
         // A repeated section (invalid, but framed) is counted each time: the price stays an
         // upper bound whichever one the engine reads.
+        if let 1 | 2 | 6 | 7 | 9 = section.id {
+            contents.metadata_bytes = contents.metadata_bytes.saturating_add(section.range.len());
+            continue;
+        }
+        if !matches!(section.id, 3 | 10 | 11) {
+            continue;
+        }
+        let mut pos = 0;
+        let count = read_u32_leb(section.payload, &mut pos)
+            .map_err(|_| SectionError::Truncated { offset: section.range.start })?;
         match section.id {
-            3 => contents.functions = contents.functions.saturating_add(count()?),
-            10 => {
-                if count()? == 0 {
-                    let rest = section.payload.len().saturating_sub(pos);
-                    contents.bodiless_code_bytes = contents.bodiless_code_bytes.saturating_add(rest);
-                }
-            }
-            11 => contents.data_segments = contents.data_segments.saturating_add(count()?),
-            1 | 2 | 6 | 7 | 9 => {
-                contents.metadata_bytes = contents.metadata_bytes.saturating_add(section.range.len())
+            3 => contents.functions = contents.functions.saturating_add(count),
+            11 => contents.data_segments = contents.data_segments.saturating_add(count),
+            _ if count == 0 => {
+                let rest = section.payload.len().saturating_sub(pos);
+                contents.bodiless_code_bytes = contents.bodiless_code_bytes.saturating_add(rest);
             }
             _ => {}
         }
