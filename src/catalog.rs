@@ -3,19 +3,23 @@
 //!
 //! Import (`spec/fluxrig-compat.md` sections 3 and 5): vendor signature checked against
 //! the trust store, module shape checked, countersigned with the node's cluster key, and
-//! stored atomically under the SHA-256 of the vendor-signed bytes. Loading checks the
+//! stored atomically under the SHA-256 of the vendor-signed bytes, but only once the
+//! countersigned module has been instantiated under the most generous limits, start
+//! function included (BETTER than fluxrig: a module that can never start, such as one
+//! whose start function traps or whose segments do not fit, is refused at import, not at
+//! the first `run`). Writers hold the data directory's lock. Loading checks the
 //! cluster signature with the public cluster key and that the content hashes to the name
 //! (BETTER than fluxrig), and hands on the verified value itself, never bare bytes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fluxrig_core::gear::{inspect, GearConfig, ModuleShape};
+use fluxrig_core::gear::{inspect, Compiled, Gear, GearConfig, GearEngine, ModuleShape};
 use fluxrig_core::limits::{MAX_MEMORY_LIMIT_PAGES, MAX_MODULE_BYTES};
 use fluxrig_core::verify::{self, CatalogHash, PublicKey, VerifiedModule, VerifyError};
 
 use crate::error::{Error, Result};
-use crate::files::{read_limited, write_atomic};
+use crate::files::{read_limited, write_atomic, DataLock};
 use crate::keys::{self, TrustedKey};
 use crate::scenario::Source;
 
@@ -87,6 +91,18 @@ pub fn check_shape(path: &Path, module: &[u8], entrypoint: &str) -> Result<Modul
     inspect(module, &config).map_err(|source| Error::gear(path.display().to_string(), source))
 }
 
+/// Instantiates a module once, start function included, under the most generous limits
+/// a scenario may set, and drops the instance: a module that cannot start is refused.
+fn check_start(path: &Path, module: &VerifiedModule<&Vec<u8>>) -> Result<()> {
+    let config = GearConfig { memory_limit_pages: MAX_MEMORY_LIMIT_PAGES, ..GearConfig::default() };
+    let name = path.display().to_string();
+    let gear_error = |source| Error::gear(name.clone(), source);
+    let compiled = Compiled::new(&GearEngine::default(), module, &config).map_err(gear_error)?;
+    let mut sink = |level, line: &str| crate::logger::guest(level, &name, line);
+    Gear::new(compiled, config, &mut sink).map_err(gear_error)?;
+    Ok(())
+}
+
 /// Imports `file` into the catalog.
 pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Imported> {
     let module = read_module(file)?;
@@ -100,8 +116,14 @@ pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Impo
         error
     })?;
     let shape = check_shape(file, &module, fluxrig_core::abi::DEFAULT_ENTRYPOINT)?;
+    // Writers of the data directory take turns: the first cluster key is made once, and a
+    // module is never countersigned with a key another import is about to replace.
+    let _lock = DataLock::take(data_dir)?;
     let cluster = keys::load_or_create_cluster_key(data_dir)?;
     let (hash, stored) = verify::countersign(&module, &cluster).map_err(|e| Error::verify(file, e))?;
+    let verified = verify::verify_cluster(&stored, &cluster.public_key(), Some(&hash))
+        .map_err(|e| Error::verify(file, e))?;
+    check_start(file, &verified)?;
     let path = module_path(data_dir, &hash);
     let already_present = read_module(&path).is_ok_and(|old| old == stored);
     if !already_present {

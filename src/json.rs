@@ -104,10 +104,8 @@ fn value_to_json(v: &Value) -> Json {
     match v {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => i64::try_from(*i)
-            .map(Json::from)
-            .or_else(|_| u64::try_from(*i).map(Json::from))
-            .unwrap_or_else(|_| Json::from(*i as f64)),
+        // Exact, whatever the range: `arbitrary_precision` keeps a number as its text.
+        Value::Int(i) => i.to_string().parse::<Number>().map_or(Json::Null, Json::Number),
         Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::Text(s) => Json::String(s.clone()),
         Value::Bytes(b) => Json::String(base64(b)),
@@ -127,21 +125,53 @@ fn value_to_json(v: &Value) -> Json {
     }
 }
 
-fn json_to_value(j: &Json) -> Value {
-    match j {
+/// Smallest integer a CBOR integer can hold: -2^64.
+const CBOR_INT_MIN: i128 = -(1 << 64);
+/// Largest integer a CBOR integer can hold: 2^64 - 1.
+const CBOR_INT_MAX: i128 = (1 << 64) - 1;
+
+/// Converts a JSON number exactly: an integer to a CBOR integer, anything else to the
+/// nearest f64 (correctly rounded, so that its shortest text reads back to the same f64).
+///
+/// # Errors
+/// A number no CBOR value holds exactly: an integer outside -2^64..=2^64-1, or a number
+/// too large for an f64.
+fn number(n: &Number) -> Result<Value> {
+    let text = n.to_string();
+    let integer = !text.contains(['.', 'e', 'E']);
+    if integer {
+        return match text.parse::<i128>() {
+            Ok(i) if (CBOR_INT_MIN..=CBOR_INT_MAX).contains(&i) => Ok(Value::Int(i)),
+            _ => Err(Error::invalid(format!(
+                "number {:?} is outside the integers CBOR can carry (-2^64 to 2^64-1)",
+                cut_text(&text)
+            ))),
+        };
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+        _ => Err(Error::invalid(format!("number {:?} is too large for a 64-bit float", cut_text(&text)))),
+    }
+}
+
+/// The first 40 characters of a number's text, for an error message.
+fn cut_text(text: &str) -> &str {
+    text.char_indices().nth(40).map_or(text, |(end, _)| text.get(..end).unwrap_or(text))
+}
+
+fn json_to_value(j: &Json) -> Result<Value> {
+    Ok(match j {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => n
-            .as_i64()
-            .map(|i| Value::Int(i.into()))
-            .or_else(|| n.as_u64().map(|u| Value::Int(u.into())))
-            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
+        Json::Number(n) => number(n)?,
         Json::String(s) => Value::Text(s.clone()),
-        Json::Array(items) => Value::Array(items.iter().map(json_to_value).collect()),
-        Json::Object(map) => {
-            Value::Map(map.iter().map(|(k, v)| (Value::Text(k.clone()), json_to_value(v))).collect())
-        }
-    }
+        Json::Array(items) => Value::Array(items.iter().map(json_to_value).collect::<Result<_>>()?),
+        Json::Object(map) => Value::Map(
+            map.iter()
+                .map(|(k, v)| Ok((Value::Text(k.clone()), json_to_value(v)?)))
+                .collect::<Result<_>>()?,
+        ),
+    })
 }
 
 /// Appends `text` as a JSON string, quoted and escaped exactly as serde_json does.
@@ -288,7 +318,8 @@ fn from_object(o: &Map<String, Json>) -> Result<FluxMsg> {
     match o.get("data") {
         None | Some(Json::Null) => {}
         Some(Json::Object(d)) => {
-            msg.data = Some(d.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect())
+            let data = d.iter().map(|(k, v)| Ok((k.clone(), json_to_value(v)?))).collect::<Result<_>>();
+            msg.data = Some(data.map_err(|e| e.context("'data'"))?)
         }
         Some(_) => return Err(Error::invalid("'data' must be an object")),
     }
@@ -423,5 +454,56 @@ mod tests {
         assert!(e.contains("disagree"), "{e}");
         let e = from_line(r#"{"meta": {"a": 1}}"#).unwrap_err().to_string();
         assert!(e.contains("meta 'a'"), "{e}");
+    }
+
+    #[test]
+    fn numbers_round_trip_exactly() {
+        let numbers = [
+            "0.1",
+            "0.30000000000000004",
+            "1.7976931348623157e308",
+            "5e-324",
+            "2.2250738585072014e-308",
+            "123456.789012345",
+            "-0.0",
+            "9007199254740993",
+            "18446744073709551615",
+            "-9223372036854775809",
+            "-18446744073709551616",
+        ];
+        for n in numbers {
+            let line = format!(r#"{{"raw_text": "x", "data": {{"n": {n}, "list": [{n}]}}}}"#);
+            let msg = from_line(&line).unwrap();
+            let back = from_line(&to_json(&msg)).unwrap();
+            assert_eq!(back, msg, "{n}");
+            let out: Json = serde_json::from_str(&to_json(&msg)).unwrap();
+            let text = out["data"]["n"].to_string();
+            // Same number: integers print as they came, floats parse to the same bits.
+            match (text.parse::<i128>(), n.parse::<i128>()) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{n}"),
+                _ => assert_eq!(
+                    text.parse::<f64>().unwrap().to_bits(),
+                    n.parse::<f64>().unwrap().to_bits(),
+                    "{n} -> {text}"
+                ),
+            }
+        }
+        // 17 significant digits near the bottom of the range: parsed to the nearest f64.
+        let m = from_line(r#"{"data": {"f": 2.2250738585072011e-308}}"#).unwrap();
+        assert_eq!(m.data.unwrap()[0].1, Value::Float("2.2250738585072011e-308".parse().unwrap()));
+    }
+
+    #[test]
+    fn numbers_no_cbor_value_holds_are_refused_by_name() {
+        let e = from_line(r#"{"data": {"n": 18446744073709551616}}"#).unwrap_err().to_string();
+        assert!(
+            e.contains("'data': number \"18446744073709551616\" is outside the integers CBOR can carry"),
+            "{e}"
+        );
+        let e = from_line(r#"{"data": {"n": [-18446744073709551617]}}"#).unwrap_err().to_string();
+        assert!(e.contains("outside the integers CBOR can carry"), "{e}");
+        let e = from_line(r#"{"data": {"n": 1e400}}"#).unwrap_err().to_string();
+        assert!(e.contains("number \"1e+400\" is too large for a 64-bit float"), "{e}");
+        assert!(!e.contains('\n'));
     }
 }

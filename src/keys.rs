@@ -10,6 +10,11 @@
 //!
 //! Every key file is read with a bound ([`MAX_KEY_FILE_BYTES`]), so a wrong or hostile
 //! file in the trust store costs at most that.
+//!
+//! A pair is two files and no kill can replace two files at once: [`generate`] writes the
+//! private key, then the `.pub`, and loading a private key checks the `.pub` beside it, so
+//! a pair left mismatched by a kill is refused with the fix named. The first cluster key is
+//! created exclusively, under the data directory's lock: two imports never make two keys.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,7 +22,7 @@ use std::path::{Path, PathBuf};
 use fluxrig_core::verify::{PublicKey, SigningKey};
 
 use crate::error::{Error, Result};
-use crate::files::{read_limited, write_atomic};
+use crate::files::{create_exclusive, read_limited, write_atomic};
 use crate::logger;
 
 /// Largest key file read, private or public: hex text with some white space.
@@ -54,13 +59,40 @@ pub fn generate(path: &Path, force: bool) -> Result<SigningKey> {
         }
     }
     let key = fresh_key()?;
-    write_atomic(path, &key.to_key_file(), 0o600)?;
+    // The private key first: a kill before the `.pub` is written leaves a pair that
+    // `load_signing_key` refuses, naming the fix. Without --force, created exclusively.
+    if force {
+        write_atomic(path, &key.to_key_file(), 0o600)?;
+    } else {
+        create_exclusive(path, &key.to_key_file(), 0o600)?;
+    }
     write_atomic(&public, &key.public_key().0, 0o600)?;
     Ok(key)
 }
 
-/// Loads a private key file.
+/// Loads a private key file and, if a `.pub` is beside it, checks that it is its public
+/// half.
+///
+/// # Errors
+/// A path that is not a private key, a file that is not a key, or a `.pub` that does not
+/// match (a write of the pair was interrupted), naming the fix.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let key = load_private_key(path)?;
+    let public = pub_path(path);
+    if public.exists() && load_public_key(&public)? != key.public_key() {
+        return Err(Error::invalid(format!(
+            "{} does not hold the public half of {} (a write of the pair was interrupted?): \
+             remove it (the node's cluster key gets it rewritten by the next 'wasm import'), \
+             or write a new pair with 'fluxrig keys gen-cluster --force'",
+            public.display(),
+            path.display()
+        )));
+    }
+    Ok(key)
+}
+
+/// Loads a private key file alone.
+fn load_private_key(path: &Path) -> Result<SigningKey> {
     if path.extension().is_some_and(|e| e == "pub") {
         return Err(Error::invalid(format!(
             "{} is a public key; sign with the private key file beside it (without .pub)",
@@ -82,13 +114,31 @@ pub fn cluster_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("cluster.key")
 }
 
-/// Loads the node's cluster key, creating it (and its `.pub`) on first use.
+/// Loads the node's cluster key, creating it (and its `.pub`) on first use. The caller
+/// holds the data directory's lock ([`crate::files::DataLock`]); the private key is also
+/// created exclusively, so that even without the lock two writers never make two keys.
 pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
     let path = cluster_key_path(data_dir);
+    let public = pub_path(&path);
     if path.exists() {
-        return load_signing_key(&path);
+        let key = load_signing_key(&path)?;
+        // A writer killed between the two files, or an operator who removed a `.pub` that
+        // did not match: the private key is the truth, and `run` needs its public half.
+        if !public.exists() {
+            write_atomic(&public, &key.public_key().0, 0o600)?;
+            logger::info("keys", &format!("wrote the missing {}", public.display()));
+        }
+        return Ok(key);
     }
-    let key = generate(&path, false)?;
+    let key = fresh_key()?;
+    match create_exclusive(&path, &key.to_key_file(), 0o600) {
+        Ok(()) => {}
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            return load_signing_key(&path);
+        }
+        Err(e) => return Err(e),
+    }
+    write_atomic(&public, &key.public_key().0, 0o600)?;
     logger::info("keys", &format!("created the node's cluster key {}", path.display()));
     Ok(key)
 }
@@ -106,7 +156,7 @@ pub fn cluster_public_key(data_dir: &Path) -> Result<PublicKey> {
             "keys",
             &format!("{} is missing; reading the public key from the private key file", public.display()),
         );
-        return Ok(load_signing_key(&path)?.public_key());
+        return Ok(load_private_key(&path)?.public_key());
     }
     Err(Error::invalid(format!(
         "no cluster key at {}: import a module with 'fluxrig wasm import' first (or check --data-dir)",

@@ -2,8 +2,16 @@
 //!
 //! Schema (`spec/fluxrig-compat.md` section 6): `meta: {name, version}` or, as the
 //! tutorial writes it, top-level `name` and `version`; `gears: [{name, type, config}]`;
-//! `wires: [{from: "gear.port", to: "gear.port"}]`. Unknown keys are ignored, as fluxrig
-//! does, but unknown gear config keys get a warning (a typo there changes behaviour).
+//! `wires: [{from: "gear.port", to: "gear.port"}]`. Unknown keys are refused with the
+//! nearest known key suggested (DEPARTS from fluxrig, which ignores them: a typo such as
+//! `memory_limit_page` would silently change what runs). Duplicate keys are refused; a
+//! UTF-8 byte order mark is accepted.
+//!
+//! Hostile YAML: the file is at most [`MAX_SCENARIO_BYTES`]; before the document tree is
+//! built, one pass over the parser's events counts what anchors and aliases would expand
+//! to, and refuses a scenario past [`MAX_SCENARIO_NODES`] nodes,
+//! [`MAX_SCENARIO_EXPANDED_BYTES`] bytes of scalar text or [`MAX_SCENARIO_DEPTH`] levels
+//! (an alias bomb of a few hundred bytes would otherwise expand to gigabytes).
 //!
 //! Gear types: `wasm` (ports `in`, `out`; config `source`, `entrypoint`,
 //! `memory_limit_pages`, `fuel_per_message`) and `generate` (port `out`; config `count`,
@@ -18,13 +26,24 @@ use std::path::PathBuf;
 
 use fluxrig_core::gear::{FuelBudget, GearConfig};
 use fluxrig_core::verify::CatalogHash;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::error::{Error, Result};
-use crate::logger;
 
 /// Largest scenario file read, in bytes.
 pub const MAX_SCENARIO_BYTES: usize = 1024 * 1024;
+/// Most YAML nodes (scalars, lists, mappings) in a scenario once its aliases are
+/// expanded. Reason: a scenario of [`MAX_GEARS`] gears and [`MAX_WIRES`] wires needs about
+/// 25 000; aliases must not multiply a small file into a large tree.
+pub const MAX_SCENARIO_NODES: usize = 65_536;
+/// Most bytes of scalar text in a scenario once its aliases are expanded: twice the
+/// largest file, so that aliases may repeat some text but not multiply it.
+pub const MAX_SCENARIO_EXPANDED_BYTES: usize = 2 * MAX_SCENARIO_BYTES;
+/// Deepest nesting of lists and mappings in a scenario, in levels. Reason: the schema
+/// needs 4; dropping a deep tree recurses, so depth is bounded well before the stack.
+pub const MAX_SCENARIO_DEPTH: usize = 32;
 /// Most gears in one scenario.
 pub const MAX_GEARS: usize = 256;
 /// Most wires in one scenario.
@@ -147,6 +166,123 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Returns the edit distance (insertions, deletions, substitutions) between two keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = i;
+        let mut left = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
+            let next = (diagonal + usize::from(ca != *cb)).min(above + 1).min(left + 1);
+            diagonal = above;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = next;
+            }
+            left = next;
+        }
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+    }
+    row.last().copied().unwrap_or(0)
+}
+
+/// Refuses a mapping with a key outside `known`, naming the nearest known key.
+fn check_keys(map: &Yaml, known: &[&str], at: &str) -> Result<()> {
+    let Some(map) = map.as_hash() else { return Ok(()) };
+    for key in map.keys() {
+        let Some(key) = key.as_str() else {
+            return Err(Error::invalid(format!("{at}: a key is not a string ({key:?})")));
+        };
+        if !known.contains(&key) {
+            let nearest = known.iter().min_by_key(|k| edit_distance(key, k)).copied().unwrap_or_default();
+            return Err(Error::invalid(format!(
+                "{at}: unknown key {key:?} (did you mean {nearest:?}? known: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Counts what a scenario's YAML expands to, aliases included, before any tree is built.
+#[derive(Default)]
+struct Expansion {
+    nodes: usize,
+    bytes: usize,
+    /// Open lists and mappings: (anchor id, nodes and bytes before it).
+    open: Vec<(usize, usize, usize)>,
+    /// Anchor id -> nodes and bytes of the anchored node, its own aliases expanded.
+    anchors: std::collections::HashMap<usize, (usize, usize)>,
+    error: Option<String>,
+}
+
+impl MarkedEventReceiver for Expansion {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        match event {
+            Event::Scalar(text, _, anchor, _) => {
+                self.nodes = self.nodes.saturating_add(1);
+                self.bytes = self.bytes.saturating_add(text.len());
+                if anchor > 0 {
+                    self.anchors.insert(anchor, (1, text.len()));
+                }
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.open.push((anchor, self.nodes, self.bytes));
+                self.nodes = self.nodes.saturating_add(1);
+                if self.open.len() > MAX_SCENARIO_DEPTH {
+                    self.error = Some(format!(
+                        "nesting deeper than {MAX_SCENARIO_DEPTH} levels at line {}",
+                        mark.line()
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, nodes, bytes)) = self.open.pop() {
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, (self.nodes - nodes, self.bytes - bytes));
+                    }
+                }
+            }
+            Event::Alias(anchor) => {
+                let (nodes, bytes) = self.anchors.get(&anchor).copied().unwrap_or((0, 0));
+                self.nodes = self.nodes.saturating_add(nodes);
+                self.bytes = self.bytes.saturating_add(bytes);
+            }
+            _ => {}
+        }
+        if self.error.is_none() && self.nodes > MAX_SCENARIO_NODES {
+            self.error = Some(format!(
+                "more than {MAX_SCENARIO_NODES} YAML nodes once aliases are expanded (at line {})",
+                mark.line()
+            ));
+        }
+        if self.error.is_none() && self.bytes > MAX_SCENARIO_EXPANDED_BYTES {
+            self.error = Some(format!(
+                "more than {MAX_SCENARIO_EXPANDED_BYTES} bytes of text once aliases are expanded (at line {})",
+                mark.line()
+            ));
+        }
+    }
+}
+
+/// Parses `text` as YAML documents, refusing it if aliases would expand it past the limits.
+fn load_yaml(text: &str) -> Result<Vec<Yaml>> {
+    let mut expansion = Expansion::default();
+    Parser::new_from_str(text)
+        .load(&mut expansion, true)
+        .map_err(|e| Error::invalid(format!("not valid YAML: {e}")))?;
+    if let Some(error) = expansion.error {
+        return Err(Error::invalid(format!("scenario refused: {error}")));
+    }
+    YamlLoader::load_from_str(text).map_err(|e| Error::invalid(format!("not valid YAML: {e}")))
+}
+
 /// Parses a `source` value.
 pub fn parse_source(text: &str) -> Result<Source> {
     if let Some(rest) = text.strip_prefix("snake://wasm_catalog/") {
@@ -178,6 +314,7 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
         )));
     }
     let at = format!("gear '{name}'");
+    check_keys(y, &["name", "type", "config"], &at)?;
     let kind = str_of(&y["type"], &format!("{at}: type"))?;
     let config = &y["config"];
     let known: &[&str] = match kind {
@@ -187,13 +324,8 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
             return Err(Error::invalid(format!("{at}: unknown gear type {other:?} (known: wasm, generate)")))
         }
     };
-    if let Some(map) = config.as_hash() {
-        for key in map.keys() {
-            let key = key.as_str().unwrap_or("?");
-            if !known.contains(&key) {
-                logger::warn("scenario", &format!("{at}: ignoring unknown config key {key:?}"));
-            }
-        }
+    if config.as_hash().is_some() {
+        check_keys(config, known, &format!("{at}: config"))?;
     } else if !config.is_badvalue() && !config.is_null() {
         return Err(Error::invalid(format!("{at}: config must be a mapping")));
     }
@@ -253,7 +385,9 @@ pub fn parse(text: &str) -> Result<Scenario> {
             text.len()
         )));
     }
-    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::invalid(format!("not valid YAML: {e}")))?;
+    // A byte order mark is not part of the text (editors on Windows write one).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs = load_yaml(text)?;
     let doc = match docs.as_slice() {
         [doc] if doc.as_hash().is_some() => doc,
         [] => return Err(Error::invalid("scenario is empty")),
@@ -262,7 +396,9 @@ pub fn parse(text: &str) -> Result<Scenario> {
         }
         _ => return Err(Error::invalid("scenario holds more than one YAML document")),
     };
+    check_keys(doc, &["meta", "name", "version", "gears", "wires"], "scenario")?;
     let meta = &doc["meta"];
+    check_keys(meta, &["name", "version"], "meta")?;
     let field = |key: &str| -> Result<Option<String>> {
         let v = if meta[key].is_badvalue() || meta[key].is_null() { &doc[key] } else { &meta[key] };
         if v.is_badvalue() || v.is_null() {
@@ -316,6 +452,7 @@ pub fn parse(text: &str) -> Result<Scenario> {
     };
     let mut wires = Vec::new();
     for (i, w) in wires_yaml.iter().enumerate() {
+        check_keys(w, &["from", "to"], &format!("wires[{i}]"))?;
         let from = str_of(&w["from"], &format!("wires[{i}].from"))?;
         let to = str_of(&w["to"], &format!("wires[{i}].to"))?;
         let (fg, fp) = parse_endpoint(from, "from")?;
@@ -405,5 +542,87 @@ gears:
             &base.replace("source: 'file://x.wasm'", "source: 'file://x.wasm', memory_limit_pages: 1024")
         )
         .is_ok());
+    }
+
+    /// The alias bomb: nine levels of anchors, each aliasing the last ten times.
+    fn alias_bomb(levels: usize) -> String {
+        let mut text = String::from("a0: &a0 [\"lol\"]\n");
+        for i in 1..levels {
+            let refs = vec![format!("*a{}", i - 1); 10].join(",");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_before_they_expand() {
+        let bomb = alias_bomb(9);
+        assert!(bomb.len() < 600, "{}", bomb.len());
+        let e = parse(&bomb).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("more than {MAX_SCENARIO_NODES} YAML nodes once aliases are expanded")),
+            "{e}"
+        );
+        // Long text repeated through aliases is bounded by bytes, not nodes.
+        let long = format!("a: &a {:?}\nb: [{}]\n", "x".repeat(100_000), vec!["*a"; 21].join(","));
+        let e = parse(&long).unwrap_err().to_string();
+        assert!(e.contains(&format!("more than {MAX_SCENARIO_EXPANDED_BYTES} bytes of text")), "{e}");
+        let deep = format!("{}{}", "[".repeat(MAX_SCENARIO_DEPTH + 1), "]".repeat(MAX_SCENARIO_DEPTH + 1));
+        let e = parse(&deep).unwrap_err().to_string();
+        assert!(e.contains(&format!("nesting deeper than {MAX_SCENARIO_DEPTH} levels")), "{e}");
+    }
+
+    #[test]
+    fn expansion_limits_hold_at_their_edge() {
+        // A mapping with one key whose value is a list: 3 nodes + n scalars.
+        let at_limit = format!("a: [{}]\n", vec!["1"; MAX_SCENARIO_NODES - 3].join(","));
+        let e = parse(&at_limit).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown key \"a\""),
+            "at the node limit the YAML loads and the schema speaks: {e}"
+        );
+        let past = format!("a: [{}]\n", vec!["1"; MAX_SCENARIO_NODES - 2].join(","));
+        assert!(parse(&past).unwrap_err().to_string().contains("YAML nodes once aliases"));
+        let depth = |n: usize| format!("a: {}{}\n", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(parse(&depth(MAX_SCENARIO_DEPTH)).unwrap_err().to_string().contains("unknown key \"a\""));
+        assert!(parse(&depth(MAX_SCENARIO_DEPTH + 1)).unwrap_err().to_string().contains("nesting deeper"));
+        // Aliases used sparingly still work.
+        let anchored = "name: &n demo\nversion: *n\ngears:\n  - &g {name: g, type: generate}\n";
+        let s = parse(anchored).unwrap();
+        assert_eq!((s.name.as_str(), s.version.as_str(), s.gears.len()), ("demo", "demo", 1));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_nearest_known_key() {
+        let cases = [
+            ("name: a\nversion: 1\ngears: [{name: f, type: generate, config: {cuont: 1}}]",
+             "gear 'f': config: unknown key \"cuont\" (did you mean \"count\"?"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: wasm, config: {source: 'file://x', memory_limit_page: 2}}]",
+             "unknown key \"memory_limit_page\" (did you mean \"memory_limit_pages\"?"),
+            ("name: a\nversion: 1\ngear: []", "scenario: unknown key \"gear\" (did you mean \"gears\"?"),
+            ("meta: {name: a, versoin: 1}\ngears: []", "meta: unknown key \"versoin\" (did you mean \"version\"?"),
+            ("name: a\nversion: 1\ngears: [{name: f, typ: generate}]", "gear 'f': unknown key \"typ\" (did you mean \"type\"?"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: generate}]\nwires: [{form: f.out, to: f.in}]",
+             "wires[0]: unknown key \"form\" (did you mean \"from\"?"),
+            ("name: a\nversion: 1\n1: x\ngears: []", "scenario: a key is not a string (Integer(1))"),
+            ("name: a\nversion: 1\n\"\\e[31m\": x\ngears: []", "unknown key \"\\u{1b}[31m\""),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_and_a_bom_is_accepted() {
+        let e = parse("name: a\nname: b\nversion: 1\ngears: [{name: f, type: generate}]").unwrap_err();
+        assert!(e.to_string().contains("duplicated key in mapping"), "{e}");
+        let e =
+            parse("name: a\nversion: 1\ngears: [{name: f, type: generate, config: {count: 1, count: 2}}]")
+                .unwrap_err();
+        assert!(e.to_string().contains("duplicated key in mapping"), "{e}");
+        let s = parse(&format!("\u{feff}{TUTORIAL}")).unwrap();
+        assert_eq!(s, parse(TUTORIAL).unwrap());
     }
 }

@@ -10,6 +10,7 @@ mod util;
 
 mod catalog;
 mod cli;
+mod hostile;
 mod keys;
 mod listen;
 mod rack;

@@ -1,5 +1,5 @@
 //! Section walking over arbitrary bytes: `sections`, `check_framing`, `find_custom`,
-//! `count_custom`, `function_count`, `strip_custom`, `append_custom`. Error or outcome,
+//! `count_custom`, `function_count`, `contents`, `strip_custom`, `append_custom`. Error or outcome,
 //! never a panic; and the functions agree with one another.
 #![no_main]
 
@@ -13,7 +13,15 @@ fuzz_target!(|module: &[u8]| {
     let framing = section::check_framing(module);
     let walked = section::sections(module).and_then(|s| s.collect::<Result<Vec<_>, _>>());
     assert_eq!(framing.is_ok(), walked.is_ok());
-    let _ = section::function_count(module);
+    let functions = section::function_count(module);
+    // `contents` adds up every function section, `function_count` reads the first; it
+    // fails only where the framing does or a counted section is cut short.
+    match section::contents(module) {
+        Ok(contents) => {
+            assert!(functions.is_ok_and(|n| n <= contents.functions), "{functions:?} {contents:?}")
+        }
+        Err(e) => assert!(framing.is_err() || matches!(e, section::SectionError::Truncated { .. }), "{e:?}"),
+    }
 
     // A well-framed module is the header and its sections, end to end.
     let mut names: Vec<&str> = NAMES.to_vec();

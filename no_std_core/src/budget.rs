@@ -12,14 +12,20 @@
 //! | engine, store, instance | [`ENGINE_BASE_BYTES`] |
 //! | per defined function | [`BYTES_PER_FUNCTION`] |
 //! | compiled code and module metadata | [`COMPILED_BYTES_PER_MODULE_BYTE`] x module size |
+//! | types, imports, globals, exports, elements | [`METADATA_BYTES_PER_SECTION_BYTE`] x their sections' size |
+//! | per data segment | [`BYTES_PER_DATA_SEGMENT`] |
 //!
-//! The last three are measured, not derived: `tests/budget.rs` loads gears of several
-//! shapes (few or 5000 functions, short or 10 000-instruction bodies) under a counting
-//! allocator, records the peak heap during load and messages, and fails if any peak
-//! exceeds [`gear_worst_case_bytes`]. Measured on x86_64 with wasmi 2.0: 16 KB base,
-//! about 260 B per empty function, up to 5.8 B per module byte; the constants add about
-//! 35-50 % margin (32-bit targets use less). The input message is the caller's and is not
-//! counted.
+//! The last five are measured, not derived: `tests/budget.rs` loads gears of several
+//! shapes (few or 5000 functions, short or 10 000-instruction bodies) and hostile ones
+//! (60 000 types, 1 M element items, 1000 globals, 1000 data segments, 200 000 exports)
+//! under a counting allocator, records the peak heap during load and messages, and fails
+//! if any peak exceeds [`gear_worst_case_bytes`]. Measured on x86_64 with wasmi 2.0: 16 KB
+//! base, about 260 B per function, up to 5.8 B per byte of code, up to 28 B per byte of
+//! metadata, 120 B per data segment; the constants add 35-70 % margin (32-bit targets use
+//! less). Counts that would make the host allocate without bound for a few bytes each
+//! (globals, element and data segments, functions, tables) are capped when the module is
+//! parsed ([`crate::limits::MAX_GLOBALS`] and the rest). The input message is the
+//! caller's and is not counted.
 //!
 //! [`Arena`] adds gears up against a fixed capacity, so that a firmware with N KiB of heap
 //! refuses a gear that would not fit before it runs, not in the middle of a message.
@@ -28,6 +34,7 @@ use core::fmt;
 
 use crate::gear::GearConfig;
 use crate::limits::{MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES, MAX_VALUE_STACK_BYTES, WASM_PAGE_BYTES};
+use crate::section::Contents;
 
 /// Heap used by one gear's engine, store, linker and instance apart from its module
 /// (measured 16 KB).
@@ -43,10 +50,28 @@ pub const COMPILED_BYTES_PER_MODULE_BYTE: usize = 8;
 /// Host bytes per table element (a function reference), rounded up.
 pub const TABLE_ELEMENT_BYTES: usize = 16;
 
+/// Heap used per byte of the type, import, global, export and element sections, on top of
+/// [`COMPILED_BYTES_PER_MODULE_BYTE`]: the engine turns a 3-byte type or a 1-byte element
+/// item into a host structure of 16-80 bytes (measured up to 28 B per section byte in all,
+/// for 1 M element items and 60 000 distinct types).
+pub const METADATA_BYTES_PER_SECTION_BYTE: usize = 40;
+
+/// Heap used per data segment, on top of its bytes (measured 120 B for 100 000 one-byte
+/// segments).
+pub const BYTES_PER_DATA_SEGMENT: usize = 192;
+
 /// Returns the worst-case heap, in bytes, of one gear running `module` with `config`.
-/// A module whose sections cannot be read is priced as if every byte were a function.
+/// A module whose sections cannot be read is priced as if every byte were a function, a
+/// data segment and metadata.
 pub fn gear_worst_case_bytes(module: &[u8], config: &GearConfig) -> usize {
-    let functions = crate::section::function_count(module).map_or(module.len(), |n| n as usize);
+    let all = Contents {
+        functions: u32::try_from(module.len()).unwrap_or(u32::MAX),
+        data_segments: u32::try_from(module.len()).unwrap_or(u32::MAX),
+        metadata_bytes: module.len(),
+        ..Contents::default()
+    };
+    let contents = crate::section::contents(module).unwrap_or(all);
+    let functions = contents.functions as usize;
     let memory = config.memory_limit_pages as usize * WASM_PAGE_BYTES;
     let logs = MAX_LOG_LINES_PER_CALL * (MAX_LOG_LINE_BYTES + 32);
     memory
@@ -57,6 +82,8 @@ pub fn gear_worst_case_bytes(module: &[u8], config: &GearConfig) -> usize {
         .saturating_add(ENGINE_BASE_BYTES)
         .saturating_add(functions.saturating_mul(BYTES_PER_FUNCTION))
         .saturating_add(module.len().saturating_mul(COMPILED_BYTES_PER_MODULE_BYTE))
+        .saturating_add(contents.metadata_bytes.saturating_mul(METADATA_BYTES_PER_SECTION_BYTE))
+        .saturating_add((contents.data_segments as usize).saturating_mul(BYTES_PER_DATA_SEGMENT))
 }
 
 /// A gear that does not fit in what is left of the arena.
@@ -163,7 +190,8 @@ mod tests {
         let priced = gear_worst_case_bytes(&junk, &small());
         assert_eq!(
             priced - gear_worst_case_bytes(&WASM_HEADER, &small()),
-            100 * BYTES_PER_FUNCTION + 92 * COMPILED_BYTES_PER_MODULE_BYTE
+            100 * (BYTES_PER_FUNCTION + BYTES_PER_DATA_SEGMENT + METADATA_BYTES_PER_SECTION_BYTE)
+                + 92 * COMPILED_BYTES_PER_MODULE_BYTE
         );
     }
 }

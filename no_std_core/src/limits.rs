@@ -51,6 +51,14 @@ pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 /// refusing to copy an arbitrary guest range out of memory.
 pub const MAX_ENCODED_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Largest size of a decoded fluxMsg in memory, in bytes: the same as the encoded limit,
+/// counting every string's bytes and `size_of` every value, map entry and hop.
+///
+/// Reason: 4 MiB of CBOR made of one-byte items decodes to about 64 bytes an item; without
+/// this bound a 4 MiB message cost 275 MiB to decode. A message within
+/// [`MAX_PAYLOAD_BYTES`] and a few thousand data items stays well under it.
+pub const MAX_DECODED_MESSAGE_BYTES: usize = MAX_ENCODED_MESSAGE_BYTES;
+
 /// Largest number of hops in a fluxMsg `path`: 64, as fluxrig enforces.
 pub const MAX_HOPS: usize = 64;
 
@@ -75,6 +83,35 @@ pub const MAX_LOG_LINES_PER_CALL: usize = 32;
 /// Reason: tables are host memory outside `memory_limit_pages`; compilers emit one entry
 /// per address-taken function, a few hundred at most in a filter.
 pub const MAX_TABLE_ELEMENTS: u32 = 10_000;
+
+/// Most globals a module may define: 1000, checked as the module is parsed (wasmi's
+/// `EnforcedLimits::strict`, as are the five limits below).
+///
+/// Reason: a global is 5 bytes of module and about 80 bytes of host memory (1 M globals
+/// in a 5 MB module cost 83 MB); compilers emit a stack pointer and a few constants.
+pub const MAX_GLOBALS: u32 = 1000;
+
+/// Most functions a module may define: 10 000. Reason: each costs the host about 260
+/// bytes before it runs ([`crate::budget::BYTES_PER_FUNCTION`]); a 500 KiB Rust gear has
+/// about 2000.
+pub const MAX_FUNCTIONS: u32 = 10_000;
+
+/// Least average size of a function body, in bytes, once the bodies add up to 1000 bytes
+/// or more: 40. Reason: thousands of empty functions cost the host far more than their
+/// bytes (lazy translation keeps per-function state); real code averages 100-2500.
+pub const MIN_AVG_BYTES_PER_FUNCTION: u32 = 40;
+
+/// Most element segments a module may have: 1000. Reason: each costs the host about 150
+/// bytes for 6 bytes of module (100 000 segments: 15.6 MB from a 600 KB module).
+pub const MAX_ELEMENT_SEGMENTS: u32 = 1000;
+
+/// Most data segments a module may have: 1000. Reason: each costs the host about 120
+/// bytes for 3 bytes of module; compilers emit a few (`.rodata`, `.data`).
+pub const MAX_DATA_SEGMENTS: u32 = 1000;
+
+/// Most parameters, and most results, of a function type: 32. Reason: the gear contract
+/// needs 3; a long signature costs value stack on every call.
+pub const MAX_FUNCTION_PARAMS: usize = 32;
 
 /// Largest height of the interpreter's value stack for one gear, in bytes: 32 KiB.
 ///

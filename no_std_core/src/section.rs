@@ -240,6 +240,55 @@ pub fn function_count(module: &[u8]) -> Result<u32, SectionError> {
     Ok(0)
 }
 
+/// What a module's sections ask the host to hold besides code, read from section headers
+/// alone (the budget prices it: [`crate::budget::gear_worst_case_bytes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// Functions the module defines (the function section's vector length).
+    pub functions: u32,
+    /// Data segments (the data section's vector length).
+    pub data_segments: u32,
+    /// Bytes of the type, import, global, export and element sections: the module
+    /// metadata the engine turns into host structures several times their size.
+    pub metadata_bytes: usize,
+    /// Bytes after the count of a code section that declares no function bodies (0 in a
+    /// valid module).
+    pub bodiless_code_bytes: usize,
+}
+
+/// Reads a module's [`Contents`] from its section headers, adding up repeated sections.
+///
+/// # Errors
+/// Any [`SectionError`] of the module.
+pub fn contents(module: &[u8]) -> Result<Contents, SectionError> {
+    let mut contents = Contents::default();
+    for section in sections(module)? {
+        let section = section?;
+        // A repeated section (invalid, but framed) is counted each time: the price stays an
+        // upper bound whichever one the engine reads.
+        if let 1 | 2 | 6 | 7 | 9 = section.id {
+            contents.metadata_bytes = contents.metadata_bytes.saturating_add(section.range.len());
+            continue;
+        }
+        if !matches!(section.id, 3 | 10 | 11) {
+            continue;
+        }
+        let mut pos = 0;
+        let count = read_u32_leb(section.payload, &mut pos)
+            .map_err(|_| SectionError::Truncated { offset: section.range.start })?;
+        match section.id {
+            3 => contents.functions = contents.functions.saturating_add(count),
+            11 => contents.data_segments = contents.data_segments.saturating_add(count),
+            _ if count == 0 => {
+                let rest = section.payload.len().saturating_sub(pos);
+                contents.bodiless_code_bytes = contents.bodiless_code_bytes.saturating_add(rest);
+            }
+            _ => {}
+        }
+    }
+    Ok(contents)
+}
+
 /// Returns `module` without its first custom section named `name` (unchanged if none).
 ///
 /// # Errors
@@ -320,6 +369,23 @@ mod tests {
         m.truncate(10);
         m[9] = 0x00; // empty section: no count
         assert_eq!(function_count(&m), Err(SectionError::Truncated { offset: 8 }));
+    }
+
+    #[test]
+    fn contents_add_up_repeated_sections_and_find_bodiless_code() {
+        let mut m = BARE.to_vec();
+        m.extend_from_slice(&[0x03, 0x02, 0x01, 0x00]); // 1 function
+        m.extend_from_slice(&[0x03, 0x03, 0x02, 0x00, 0x00]); // 2 more (invalid, but framed)
+        m.extend_from_slice(&[0x0b, 0x01, 0x05]); // 5 data segments
+        m.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // a type: 6 metadata bytes
+        let c = contents(&m).unwrap();
+        assert_eq!((c.functions, c.data_segments, c.metadata_bytes, c.bodiless_code_bytes), (3, 5, 6, 0));
+        // Found by the `section` fuzz target: function_count reads the first section only.
+        assert_eq!(function_count(&m), Ok(1));
+        m.extend_from_slice(&[0x0a, 0x04, 0x00, 0x0b, 0x0b, 0x0b]); // no bodies, 3 bytes more
+        assert_eq!(contents(&m).unwrap().bodiless_code_bytes, 3);
+        m.extend_from_slice(&[0x0a, 0x01]); // a code section cut short
+        assert!(contents(&m).is_err());
     }
 
     #[test]

@@ -21,8 +21,8 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmi::{
-    Caller, CompilationMode, Config, Engine, Error as WasmiError, ExternType, FuncType, Linker, Memory,
-    Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, ValType,
+    Caller, CompilationMode, Config, EnforcedLimits, Engine, Error as WasmiError, ExternType, FuncType,
+    Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, ValType,
 };
 
 use super::error::{cut, detail_of, Fault, GearError, Name};
@@ -63,7 +63,8 @@ impl core::fmt::Debug for GearEngine {
 
 impl GearEngine {
     /// Makes an engine with fuel metering, the value stack and call depth limits of
-    /// [`crate::limits`], and the given translation mode.
+    /// [`crate::limits`], wasmi's strict enforced limits on module contents
+    /// ([`crate::limits::MAX_GLOBALS`] and the rest), and the given translation mode.
     pub fn new(translation: Translation) -> Self {
         let mut config = Config::default();
         config
@@ -74,7 +75,12 @@ impl GearEngine {
             })
             .set_max_stack_height(MAX_VALUE_STACK_BYTES)
             .set_max_recursion_depth(MAX_RECURSION_DEPTH)
-            .set_max_cached_stacks(1);
+            .set_max_cached_stacks(1)
+            // Counts of what a module makes the host allocate outside its linear memory
+            // (globals, functions, tables, segments, parameters): checked while the module
+            // is parsed, before it costs more than its bytes. The values are listed, with
+            // what the budget prices beyond them, in `crate::limits` (MAX_GLOBALS, ...).
+            .enforced_limits(EnforcedLimits::strict());
         Self { engine: Engine::new(&config), compiles: AtomicUsize::new(0) }
     }
 
@@ -141,7 +147,18 @@ pub fn problems(module: &[u8], config: &GearConfig) -> Vec<GearError> {
 
 fn parse(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<Module, GearError> {
     config.check()?;
-    crate::section::check_framing(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    let contents =
+        crate::section::contents(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
+    // wasmi 2.0 divides by this count (enforced average function size) before validating
+    // it: a code section of 1000 bytes or more that declares no bodies would panic there
+    // (found by the `module` fuzz target). Such a section is invalid anyway.
+    if contents.bodiless_code_bytes > 0 {
+        let detail = alloc::format!(
+            "the code section declares no function bodies but holds {} more bytes",
+            contents.bodiless_code_bytes
+        );
+        return Err(GearError::InvalidModule { detail: detail_of(&detail) });
+    }
     engine.compiles.fetch_add(1, Ordering::Relaxed);
     Module::new(&engine.engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })
 }

@@ -214,7 +214,13 @@ impl GearError {
     /// Returns `true` if the error leaves the guest's state unknown, so the instance is
     /// rebuilt before the next message.
     pub fn rebuilds_instance(&self) -> bool {
-        matches!(self, Self::Fault { .. } | Self::AllocOutOfRange { .. } | Self::StartFailed { .. })
+        matches!(
+            self,
+            Self::Fault { .. }
+                | Self::AllocReturnedNull { .. }
+                | Self::AllocOutOfRange { .. }
+                | Self::StartFailed { .. }
+        )
     }
 
     /// Returns whose fault the error is: a bad setting ([`Blame::Config`]), a module that

@@ -18,8 +18,9 @@
 //!   input buffer is freed once;
 //! - `alloc` returning 0, a result range outside memory or overflowing 32 bits, and an
 //!   output over `max_output_bytes` are per-message errors;
-//! - after a trap or fuel exhaustion the instance (and its store) is dropped and rebuilt
-//!   from the same compiled module before the next message;
+//! - after a trap, fuel exhaustion, or `alloc` returning 0 or a range outside memory (a
+//!   guest allocator in an unknown state) the instance (and its store) is dropped and
+//!   rebuilt from the same compiled module before the next message;
 //! - `env.log` lines reach the caller's [`LogSink`] after each guest call, at most
 //!   [`crate::limits::MAX_LOG_LINES_PER_CALL`] lines of at most
 //!   [`crate::limits::MAX_LOG_LINE_BYTES`]; out-of-bounds

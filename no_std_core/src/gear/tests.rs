@@ -218,7 +218,7 @@ fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
     let mut gear = load(&guest_with("1 16", "(i32.const 0)", PACK_IN, ""), GearConfig::default()).unwrap();
     let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
     assert_eq!(err, GearError::AllocReturnedNull { len: 3 });
-    assert!(!err.rebuilds_instance());
+    assert!(err.rebuilds_instance());
     let mut gear =
         load(&guest_with("1 16", "(i32.const 65534)", PACK_IN, ""), GearConfig::default()).unwrap();
     let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
@@ -234,6 +234,25 @@ fn alloc_returning_null_or_out_of_range_is_a_clean_error() {
         gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap(),
         Outcome::Output(vec![1, 2, 3])
     );
+}
+
+#[test]
+fn alloc_returning_null_or_out_of_range_rebuilds_the_instance() {
+    // An allocator that fails on its first call only: after a rebuild it fails again (its
+    // state is fresh), where a kept instance would succeed on the second message.
+    for bad in ["(i32.const 0)", "(i32.const -8)"] {
+        let alloc = format!(
+            "(global.set $calls (i32.add (global.get $calls) (i32.const 1))) \
+             (if (result i32) (i32.eq (global.get $calls) (i32.const 1)) (then {bad}) (else (i32.const 1024)))"
+        );
+        let module = guest_with("1 16", &alloc, PACK_IN, "(global $calls (mut i32) (i32.const 0))");
+        let mut gear = load(&module, GearConfig::default()).unwrap();
+        for _ in 0..3 {
+            let err = gear.process_bytes(&[1, 2, 3], &mut Lines::default()).unwrap_err();
+            assert!(err.rebuilds_instance(), "{err}");
+            assert_eq!(err.blame(), crate::Blame::Guest);
+        }
+    }
 }
 
 #[test]
@@ -490,4 +509,50 @@ fn problems_lists_every_reason_in_the_order_inspect_meets_them() {
         super::problems(b"\0asm\x01\0\0\0\x05", &config)[..],
         [GearError::InvalidModule { .. }]
     ));
+}
+
+#[test]
+fn a_code_section_with_no_bodies_but_bytes_is_refused_not_a_panic() {
+    // The guard's edge: any bytes after a count of 0 are refused by name (the fuzzed
+    // module below is the one that made wasmi panic).
+    let good = guest(PACK_IN);
+    for junk in [1usize, 999, 1000, 5000] {
+        let mut module = Vec::new();
+        for section in crate::section::sections(&good).unwrap() {
+            let section = section.unwrap();
+            if section.id == 10 {
+                let mut body = vec![0u8]; // no bodies
+                body.resize(1 + junk, 0x0b);
+                module.push(10);
+                let mut n = body.len();
+                while n >= 0x80 {
+                    module.push((n as u8 & 0x7f) | 0x80);
+                    n >>= 7;
+                }
+                module.push(n as u8);
+                module.extend_from_slice(&body);
+            } else if section.range.start == 8 {
+                module.extend_from_slice(&good[..section.range.end]);
+            } else {
+                module.extend_from_slice(&good[section.range.clone()]);
+            }
+        }
+        let err = inspect(&module, &GearConfig::default()).unwrap_err();
+        let text = alloc::format!("{err}");
+        assert!(
+            text.contains(&alloc::format!("declares no function bodies but holds {junk} more bytes")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_fuzzed_module_with_no_code_bodies_is_refused() {
+    // Found by the `module` fuzz target: wasmi 2.0's enforced average function size divides
+    // the code section's size by its body count before validating the count (a debug
+    // assertion, or a division by zero in release).
+    let module = include_bytes!("../../../fuzz/corpus/module/code_count_zero");
+    let err = inspect(module, &GearConfig::default()).unwrap_err();
+    let text = alloc::format!("{err}");
+    assert!(text.contains("declares no function bodies but holds"), "{text}");
 }

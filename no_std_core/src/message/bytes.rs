@@ -21,10 +21,10 @@
 //!
 //! Duplicate keys in `meta` and `data` are found without allocating for maps of up to 16
 //! entries (borrowed keys compared pairwise, at most 120 comparisons); larger maps collect
-//! borrowed `&[u8]` keys into one `Vec` and sort it, O(n log n), never a quadratic scan. A
-//! hostile map of 100k keys costs a 1.6 MB vector and a sort; the worst case, 4 MiB of
-//! 2-byte entries `"": null`, costs 32 MiB (16 bytes a key; `FluxMsg::decode` needs several
-//! times that for the same input, so this stays below the decoder it replaces).
+//! borrowed `&[u8]` keys into one `Vec` and sort it, O(n log n), never a quadratic scan.
+//! The check keeps the decoder's account of the decoded size (`charge.rs`) and refuses
+//! what the decoder refuses ([`MessageError::DecodedTooLarge`] included), so a map holds
+//! at most about 58 000 entries and the key vector stays under 1 MiB.
 //!
 //! Guarantees: no panic on any input, no `unsafe`; checking canonical input allocates
 //! nothing beyond that key vector ([`MsgBytes::check_prefix`] copies the prefix once).
@@ -63,7 +63,9 @@ impl MsgBytes {
     ///
     /// # Errors
     /// Every [`MessageError`] [`FluxMsg::decode`] gives for the same bytes, and
-    /// `MessageTooLarge` if a re-encoding would exceed [`MAX_ENCODED_MESSAGE_BYTES`].
+    /// `MessageTooLarge` or `DecodedTooLarge` if a re-encoding (which writes every field)
+    /// would exceed [`MAX_ENCODED_MESSAGE_BYTES`] or
+    /// [`MAX_DECODED_MESSAGE_BYTES`](crate::limits::MAX_DECODED_MESSAGE_BYTES).
     pub fn check(bytes: Vec<u8>) -> Result<Self, MessageError> {
         if bytes.len() > MAX_ENCODED_MESSAGE_BYTES {
             return Err(MessageError::MessageTooLarge { limit: MAX_ENCODED_MESSAGE_BYTES, got: bytes.len() });

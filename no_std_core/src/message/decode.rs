@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use minicbor::data::Type;
 use minicbor::Decoder;
 
+use super::charge::{self, Account};
 use super::{FluxMsg, Hop, MessageError, Uuid, Value, NIL_UUID};
 use crate::limits::{MAX_DATA_DEPTH, MAX_ENCODED_MESSAGE_BYTES, MAX_HOPS, MAX_PAYLOAD_BYTES};
 
@@ -34,15 +35,24 @@ impl FluxMsg {
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), MessageError> {
         super::counter::note_decode();
         let window = bytes.split_at_checked(MAX_ENCODED_MESSAGE_BYTES).map_or(bytes, |(w, _)| w);
-        let mut r = Reader { d: Decoder::new(window), payload: 0 };
+        let mut r = Reader { d: Decoder::new(window), payload: 0, account: Account::default() };
         let msg = r.message()?;
         Ok((msg, r.d.position()))
     }
 }
 
+/// A vector being decoded, with the capacity its account was charged for.
+struct Items<T> {
+    items: Vec<T>,
+    capacity: usize,
+    size: usize,
+}
+
 struct Reader<'b> {
     d: Decoder<'b>,
     payload: usize,
+    /// Bytes the decoded message holds so far, charged before they are allocated.
+    account: Account,
 }
 
 impl<'b> Reader<'b> {
@@ -64,6 +74,30 @@ impl<'b> Reader<'b> {
         if self.payload > MAX_PAYLOAD_BYTES {
             return Err(MessageError::PayloadTooLarge { limit: MAX_PAYLOAD_BYTES, got: self.payload });
         }
+        Ok(())
+    }
+
+    fn charge(&mut self, n: usize) -> Result<(), MessageError> {
+        self.account.charge(n)
+    }
+
+    /// Returns a vector for a claimed `count` of `T` (`size` bytes each, as counted by
+    /// [`charge`]), at the capacity the account charged: a truncated claim is found where
+    /// the input ends, as [`MsgBytes::check`](super::MsgBytes::check) finds it.
+    fn reserve<T>(&mut self, count: u64, size: usize) -> Items<T> {
+        let input_left = self.d.input().len().saturating_sub(self.d.position());
+        let capacity = self.account.reserve(count, size, input_left);
+        Items { items: Vec::with_capacity(capacity), capacity, size }
+    }
+
+    /// Pushes `item`, charging a slot past the reserved capacity (and growing by one
+    /// rather than doubling).
+    fn push<T>(&mut self, items: &mut Items<T>, item: T) -> Result<(), MessageError> {
+        self.account.push(items.items.len(), items.capacity, items.size)?;
+        if items.items.len() == items.items.capacity() {
+            items.items.reserve_exact(1);
+        }
+        items.items.push(item);
         Ok(())
     }
 
@@ -97,16 +131,22 @@ impl<'b> Reader<'b> {
         }
     }
 
+    /// Reads a text string, charging its bytes (a borrowed key is charged too: it is
+    /// copied, or compared and dropped, and the charge keeps the count simple and high).
     fn text(&mut self, field: &'static str) -> Result<&'b str, MessageError> {
         let offset = self.d.position();
         self.peek(field)?;
-        self.d.str().map_err(|_| MessageError::Malformed { field, offset })
+        let text = self.d.str().map_err(|_| MessageError::Malformed { field, offset })?;
+        self.charge(text.len())?;
+        Ok(text)
     }
 
     fn bytes(&mut self, field: &'static str) -> Result<&'b [u8], MessageError> {
         let offset = self.d.position();
         self.peek(field)?;
-        self.d.bytes().map_err(|_| MessageError::Malformed { field, offset })
+        let bytes = self.d.bytes().map_err(|_| MessageError::Malformed { field, offset })?;
+        self.charge(bytes.len())?;
+        Ok(bytes)
     }
 
     fn uuid(&mut self, field: &'static str) -> Result<Uuid, MessageError> {
@@ -131,6 +171,7 @@ impl<'b> Reader<'b> {
     fn message(&mut self) -> Result<FluxMsg, MessageError> {
         const KEYS: [&str; 10] =
             ["id", "ref_id", "trace", "src_id", "meta", "data", "flags", "raw", "path", "ts"];
+        self.charge(charge::MESSAGE)?;
         let mut msg = FluxMsg::default();
         let mut seen = [false; KEYS.len()];
         let n = self.map_len("message")?;
@@ -178,13 +219,15 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         let n = self.map_len("meta")?;
-        let mut meta: Vec<(String, String)> = Vec::new();
+        let mut meta: Items<(String, String)> = self.reserve(n, charge::META_ENTRY);
         for _ in 0..n {
             let k = self.text("meta")?;
             let v = self.text("meta")?;
             self.add_payload(k.len() + v.len())?;
-            meta.push((k.into(), v.into()));
+            self.push(&mut meta, (k.into(), v.into()))?;
         }
+        let meta = meta.items;
+        self.charge(meta.len().saturating_mul(charge::KEY_REF))?;
         check_unique(meta.iter().map(|(k, _)| k.as_str()), "meta")?;
         Ok(Some(meta))
     }
@@ -194,13 +237,15 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         let n = self.map_len("data")?;
-        let mut data: Vec<(String, Value)> = Vec::new();
+        let mut data: Items<(String, Value)> = self.reserve(n, charge::DATA_ENTRY);
         for _ in 0..n {
             let k = self.text("data")?;
             self.add_payload(k.len())?;
             let v = self.value("data", 1)?;
-            data.push((k.into(), v));
+            self.push(&mut data, (k.into(), v))?;
         }
+        let data = data.items;
+        self.charge(data.len().saturating_mul(charge::KEY_REF))?;
         check_unique(data.iter().map(|(k, _)| k.as_str()), "data")?;
         Ok(Some(data))
     }
@@ -247,21 +292,22 @@ impl<'b> Reader<'b> {
             }
             Type::Array => {
                 let n = self.array_len(field)?;
-                let mut items = Vec::new();
+                let mut items = self.reserve(n, charge::VALUE);
                 for _ in 0..n {
-                    items.push(self.value(field, depth + 1)?);
+                    let item = self.value(field, depth + 1)?;
+                    self.push(&mut items, item)?;
                 }
-                Value::Array(items)
+                Value::Array(items.items)
             }
             Type::Map => {
                 let n = self.map_len(field)?;
-                let mut entries = Vec::new();
+                let mut entries = self.reserve(n, charge::MAP_ENTRY);
                 for _ in 0..n {
                     let k = self.value(field, depth + 1)?;
                     let v = self.value(field, depth + 1)?;
-                    entries.push((k, v));
+                    self.push(&mut entries, (k, v))?;
                 }
-                Value::Map(entries)
+                Value::Map(entries.items)
             }
             _ => return Err(malformed),
         })
@@ -278,11 +324,12 @@ impl<'b> Reader<'b> {
                 got: usize::try_from(n).unwrap_or(usize::MAX),
             });
         }
-        let mut path = Vec::new();
+        let mut path = self.reserve(n, charge::HOP);
         for _ in 0..n {
-            path.push(self.hop()?);
+            let hop = self.hop()?;
+            self.push(&mut path, hop)?;
         }
-        Ok(Some(path))
+        Ok(Some(path.items))
     }
 
     fn hop(&mut self) -> Result<Hop, MessageError> {

@@ -18,8 +18,13 @@
 //! [`MAX_ENCODED_MESSAGE_BYTES`](crate::limits::MAX_ENCODED_MESSAGE_BYTES), nesting deeper
 //! than [`MAX_DATA_DEPTH`](crate::limits::MAX_DATA_DEPTH), ids that are not 16 bytes,
 //! duplicate keys, tags and indefinite lengths (BETTER: fluxrig's encoder never writes the
-//! last two and its decoder silently takes the last of duplicate keys). Allocation is
-//! bounded by the input size: no claimed length is trusted for capacity.
+//! last two and its decoder silently takes the last of duplicate keys), and a message
+//! whose decoded form would take more than
+//! [`MAX_DECODED_MESSAGE_BYTES`](crate::limits::MAX_DECODED_MESSAGE_BYTES). Allocation is
+//! bounded by that limit: every string, value, entry and hop is charged (its text and
+//! `size_of` its slot) before it is allocated, and a vector is reserved at its claimed
+//! length only once that length has been charged, so no claimed length is trusted and no
+//! vector grows by doubling.
 //!
 //! Out of scope: CBOR in general (only what fluxMsg uses), sorting map entries, and I/O.
 //!
@@ -30,6 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 mod bytes;
+mod charge;
 mod decode;
 mod encode;
 
@@ -172,6 +178,15 @@ pub enum MessageError {
         /// The limit, in levels.
         limit: usize,
     },
+    /// The decoded message would take more memory than
+    /// [`crate::limits::MAX_DECODED_MESSAGE_BYTES`] (many tiny items: each costs a few
+    /// bytes of CBOR and tens of bytes decoded).
+    DecodedTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+        /// The decoded size reached when decoding stopped, in bytes.
+        got: usize,
+    },
 }
 
 impl fmt::Display for MessageError {
@@ -201,6 +216,10 @@ impl fmt::Display for MessageError {
                 write!(f, "payload is {got} bytes, limit is {limit} bytes")
             }
             Self::TooDeep { limit } => write!(f, "data nests deeper than {limit} levels"),
+            Self::DecodedTooLarge { limit, got } => write!(
+                f,
+                "message would take more than {limit} bytes decoded (at least {got}): too many small items"
+            ),
         }
     }
 }

@@ -239,3 +239,25 @@ fn decode_prefix_reads_one_item_of_a_sequence() {
     assert_eq!(FluxMsg::decode_prefix(&two[used..]).unwrap().0, FluxMsg::default());
     assert!(FluxMsg::decode_prefix(&one[..100]).is_err());
 }
+
+#[test]
+fn decoded_size_is_bounded_like_the_encoded_size() {
+    use crate::limits::MAX_DECODED_MESSAGE_BYTES;
+    // {"data": {"d": [0; n]}}: n bytes of CBOR, n Value slots decoded.
+    let array = |n: u64| {
+        let mut m = Vec::new();
+        head(&mut m, 5, 1);
+        put_text(&mut m, "data");
+        head(&mut m, 5, 1);
+        put_text(&mut m, "d");
+        head(&mut m, 4, n);
+        m.resize(m.len() + n as usize, 0);
+        m
+    };
+    let n = (MAX_DECODED_MESSAGE_BYTES / core::mem::size_of::<Value>()) as u64;
+    let e = FluxMsg::decode(&array(n)).unwrap_err();
+    assert!(matches!(e, MessageError::DecodedTooLarge { limit: MAX_DECODED_MESSAGE_BYTES, .. }), "{e:?}");
+    let text = alloc::format!("{e}");
+    assert!(text.starts_with("message would take more than 4194304 bytes decoded"), "{text}");
+    assert!(FluxMsg::decode(&array(n / 2)).is_ok());
+}

@@ -13,11 +13,15 @@
 //!   width (infos 28..=31 are refused), a length must fit in the input, text must be UTF-8
 //!   (`core::str::from_utf8`); any failure is `Malformed` at the item's first byte.
 //! - floats: 0xf9, 0xfa, 0xfb need 2, 4, 8 more bytes; `null` and `undefined` are one byte.
+//! - the decoded-size account (`charge.rs`): charged at the points where the reader charges
+//!   it (every string read, every vector's capacity, every item past it), so
+//!   `DecodedTooLarge` comes at the same item.
 //!
 //! Canonical means what `bytes.rs`'s module doc lists; the verdict is exact for valid input
 //! and irrelevant for invalid input. Tested against the decoder by `bytes/tests.rs` and
 //! `tests/msgbytes.rs` (seeded mutations: check and decode agree, errors included).
 
+use super::super::charge::{self, Account};
 use super::super::{MessageError, Uuid, NIL_UUID};
 use crate::limits::{MAX_DATA_DEPTH, MAX_HOPS, MAX_PAYLOAD_BYTES};
 #[cfg(test)]
@@ -47,7 +51,7 @@ pub(super) struct Layout {
 
 /// Walks one message; returns its layout, its end offset and whether it is canonical.
 pub(super) fn scan(window: &[u8]) -> Result<(Layout, usize, bool), MessageError> {
-    let mut s = Scan { input: window, pos: 0, payload: 0, canonical: true };
+    let mut s = Scan { input: window, pos: 0, payload: 0, canonical: true, account: Account::default() };
     let layout = s.message()?;
     Ok((layout, s.pos, s.canonical))
 }
@@ -63,6 +67,8 @@ struct Scan<'b> {
     pos: usize,
     payload: usize,
     canonical: bool,
+    /// What the decoder would hold so far, charged at the same points as it charges.
+    account: Account,
 }
 
 impl<'b> Scan<'b> {
@@ -138,7 +144,14 @@ impl<'b> Scan<'b> {
         if core::str::from_utf8(s).is_err() {
             return Err(malformed);
         }
+        self.account.charge(s.len())?;
         Ok(s)
+    }
+
+    /// Returns the capacity the decoder reserves for `count` items of `size` bytes.
+    fn reserve(&mut self, count: u64, size: usize) -> usize {
+        let input_left = self.input.len().saturating_sub(self.pos);
+        self.account.reserve(count, size, input_left)
     }
 
     fn text(&mut self, field: &'static str) -> Result<&'b [u8], MessageError> {
@@ -154,6 +167,7 @@ impl<'b> Scan<'b> {
             let next = self.input.get(self.pos..).and_then(be::<8>).map(u64::from_le_bytes);
             if next.is_some_and(|w| w & k.mask == k.word) {
                 self.pos += k.len;
+                self.account.charge(k.text.len())?;
                 return Ok(Some(at));
             }
         }
@@ -161,12 +175,14 @@ impl<'b> Scan<'b> {
         let b = self.peek(field)?;
         let text = self.string(b, TEXT, field)?;
         if let Some(index) = known.iter().position(|k| k.text == text) {
+            self.account.charge(text.len())?;
             return Ok(Some(index));
         }
         // Known keys are ASCII; any other key must still be UTF-8.
         if core::str::from_utf8(text).is_err() {
             return Err(malformed);
         }
+        self.account.charge(text.len())?;
         Ok(None)
     }
 
@@ -195,6 +211,7 @@ impl<'b> Scan<'b> {
         if let Some((&0x50, rest)) = self.input.get(self.pos..).and_then(<[u8]>::split_first) {
             if let Some(id) = be::<16>(rest) {
                 self.pos += 17;
+                self.account.charge(16)?;
                 return Ok(id);
             }
         }
@@ -202,6 +219,7 @@ impl<'b> Scan<'b> {
             return Ok(NIL_UUID);
         };
         let s = self.string(b, BYTES, field)?;
+        self.account.charge(s.len())?;
         s.try_into().map_err(|_| MessageError::BadUuid { field, got: s.len() })
     }
 
@@ -233,6 +251,7 @@ impl<'b> Scan<'b> {
     }
 
     fn message(&mut self) -> Result<Layout, MessageError> {
+        self.account.charge(charge::MESSAGE)?;
         let mut out = Layout::default();
         let mut seen = [false; KEYS.len()];
         let b = self.peek("message")?;
@@ -266,6 +285,7 @@ impl<'b> Scan<'b> {
                 7 => {
                     if let Some(b) = self.null("raw", true)? {
                         let raw = self.string(b, BYTES, "raw")?;
+                        self.account.charge(raw.len())?;
                         self.add_payload(raw.len())?;
                     }
                 }
@@ -285,13 +305,16 @@ impl<'b> Scan<'b> {
             return Ok(());
         };
         let n = self.head(b, MAP, "meta")?;
+        let capacity = self.reserve(n, charge::META_ENTRY);
         let mut keys = Keys::new(n);
-        for _ in 0..n {
+        for i in 0..n {
             let k = self.text("meta")?;
             let v = self.text("meta")?;
             self.add_payload(k.len() + v.len())?;
+            self.account.push(i as usize, capacity, charge::META_ENTRY)?;
             keys.push(k);
         }
+        self.account.charge((n as usize).saturating_mul(charge::KEY_REF))?;
         keys.check("meta")
     }
 
@@ -300,13 +323,16 @@ impl<'b> Scan<'b> {
             return Ok(());
         };
         let n = self.head(b, MAP, "data")?;
+        let capacity = self.reserve(n, charge::DATA_ENTRY);
         let mut keys = Keys::new(n);
-        for _ in 0..n {
+        for i in 0..n {
             let k = self.text("data")?;
             self.add_payload(k.len())?;
             self.value("data", 1)?;
+            self.account.push(i as usize, capacity, charge::DATA_ENTRY)?;
             keys.push(k);
         }
+        self.account.charge((n as usize).saturating_mul(charge::KEY_REF))?;
         keys.check("data")
     }
 
@@ -334,6 +360,7 @@ impl<'b> Scan<'b> {
             0xfb => self.skip(9, field)?,
             0x40..=0x5f => {
                 let s = self.string(b, BYTES, field)?;
+                self.account.charge(s.len())?;
                 self.add_payload(s.len())?;
             }
             0x60..=0x7f => {
@@ -342,15 +369,19 @@ impl<'b> Scan<'b> {
             }
             0x80..=0x9f => {
                 let n = self.head(b, ARRAY, field)?;
-                for _ in 0..n {
+                let capacity = self.reserve(n, charge::VALUE);
+                for i in 0..n {
                     self.value(field, depth + 1)?;
+                    self.account.push(i as usize, capacity, charge::VALUE)?;
                 }
             }
             0xa0..=0xbf => {
                 let n = self.head(b, MAP, field)?;
-                for _ in 0..n {
+                let capacity = self.reserve(n, charge::MAP_ENTRY);
+                for i in 0..n {
                     self.value(field, depth + 1)?;
                     self.value(field, depth + 1)?;
+                    self.account.push(i as usize, capacity, charge::MAP_ENTRY)?;
                 }
             }
             _ => return Err(self.malformed(field)),
@@ -368,8 +399,10 @@ impl<'b> Scan<'b> {
         if hops > MAX_HOPS {
             return Err(MessageError::TooManyHops { limit: MAX_HOPS, got: hops });
         }
-        for _ in 0..n {
+        let capacity = self.reserve(n, charge::HOP);
+        for i in 0..n {
             self.hop()?;
+            self.account.push(i as usize, capacity, charge::HOP)?;
         }
         Ok(hops)
     }
