@@ -104,21 +104,43 @@ fn check_start(path: &Path, module: &VerifiedModule<&Vec<u8>>) -> Result<()> {
 }
 
 /// Imports `file` into the catalog.
-pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Imported> {
+pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool, new_cluster_key: bool) -> Result<Imported> {
     let module = read_module(file)?;
     let trusted = keys::load_trust_store(data_dir)?;
     let vendor = check_vendor(&module, &trusted, allow_unsigned).map_err(|e| {
-        let error = Error::verify(file, e);
-        if trusted.is_empty() && e == VerifyError::UntrustedVendor {
-            let store = keys::trust_store_path(data_dir);
-            return error.hint(format!("the trust store {} has no keys", store.display()));
+        // No data folder at all: a mistyped --data-dir, not a trust failure.
+        if let Err(missing) = keys::require_data_dir(data_dir) {
+            return missing;
         }
-        error
+        let error = Error::verify(file, e);
+        let store = keys::trust_store_path(data_dir);
+        match e {
+            VerifyError::UntrustedVendor if trusted.is_empty() => {
+                error.hint(format!("the trust store {} has no keys", store.display()))
+            }
+            VerifyError::UntrustedVendor => {
+                let names: Vec<String> = trusted
+                    .iter()
+                    .map(|t| format!("'{}' ({})", t.vendor, crate::json::hex(&t.key.0[..8])))
+                    .collect();
+                error.hint(format!(
+                    "it was signed with a key that is none of the {} in {}: {}; add the signer's .pub there",
+                    trusted.len(),
+                    store.display(),
+                    names.join(", ")
+                ))
+            }
+            VerifyError::MissingVendorSignature => {
+                error.hint("sign it with 'fluxrig wasm sign', or pass --allow-unsigned to import it as it is")
+            }
+            _ => error,
+        }
     })?;
     let shape = check_shape(file, &module, fluxrig_core::abi::DEFAULT_ENTRYPOINT)?;
     // Writers of the data directory take turns: the first cluster key is made once, and a
     // module is never countersigned with a key another import is about to replace.
     let _lock = DataLock::take(data_dir)?;
+    refuse_orphaning(data_dir, new_cluster_key)?;
     let cluster = keys::load_or_create_cluster_key(data_dir)?;
     let (hash, stored) = verify::countersign(&module, &cluster).map_err(|e| Error::verify(file, e))?;
     let verified = verify::verify_cluster(&stored, &cluster.public_key(), Some(&hash))
@@ -130,6 +152,30 @@ pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool) -> Result<Impo
         write_atomic(&path, &stored, 0o644)?;
     }
     Ok(Imported { hash, path, vendor, shape, already_present })
+}
+
+/// Refuses to create a cluster key while the catalog holds modules countersigned by a
+/// previous one (they would all fail to verify: a new node identity), unless the operator
+/// asked for a new key.
+fn refuse_orphaning(data_dir: &Path, new_cluster_key: bool) -> Result<()> {
+    let key = keys::cluster_key_path(data_dir);
+    if key.exists() || new_cluster_key {
+        return Ok(());
+    }
+    let modules = std::fs::read_dir(data_dir.join("wasm"))
+        .map(|entries| {
+            entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "wasm")).count()
+        })
+        .unwrap_or(0);
+    if modules == 0 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "no cluster key at {}, but the catalog holds {modules} module(s) countersigned by one: a new key \
+         would orphan them all (restore cluster.key, check --data-dir, or pass --new-cluster-key to start \
+         a new node identity and import every module again)",
+        key.display()
+    )))
 }
 
 /// Reads the module a gear source names and verifies its cluster signature with the

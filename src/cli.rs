@@ -186,6 +186,10 @@ pub struct Import {
     /// import a module that has no vendor signature at all
     #[argh(switch)]
     pub allow_unsigned: bool,
+    /// create a new cluster key although the catalog holds modules signed by a previous
+    /// one (a new node identity: every module must be imported again)
+    #[argh(switch)]
+    pub new_cluster_key: bool,
     /// data folder (default ./data)
     #[argh(option, default = "default_data_dir()")]
     pub data_dir: PathBuf,

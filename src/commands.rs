@@ -87,7 +87,7 @@ fn sign(c: &Sign) -> Result<()> {
 }
 
 fn import(c: &Import) -> Result<()> {
-    let done = catalog::import(&c.data_dir, &c.file, c.allow_unsigned)?;
+    let done = catalog::import(&c.data_dir, &c.file, c.allow_unsigned, c.new_cluster_key)?;
     let vendor = match &done.vendor {
         VendorStatus::Trusted(name) => format!("vendor signature verified with trusted key '{name}'"),
         VendorStatus::UnsignedAllowed => {

@@ -109,6 +109,26 @@ fn load_public_key(path: &Path) -> Result<PublicKey> {
     PublicKey::from_bytes(&bytes).map_err(|source| Error::Key { path: path.to_path_buf(), source })
 }
 
+/// Mode of the node's `cluster.key.pub` when an import creates it: 0644. It is public, and
+/// a rack running as a service user other than the importer's must read it (the private
+/// `cluster.key` stays 0600). `keys gen-cluster` writes both files 0600, as fluxrig does.
+pub const CLUSTER_PUB_MODE: u32 = 0o644;
+
+/// Refuses a data folder that does not exist: a mistyped `--data-dir` must be named as
+/// such, not reported as an empty trust store.
+pub fn require_data_dir(data_dir: &Path) -> Result<()> {
+    if data_dir.is_dir() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "the data folder {} does not exist (check --data-dir or {}; a new node starts with \
+         'mkdir -p {}' and the vendors' .pub files in it)",
+        data_dir.display(),
+        crate::cli::DATA_DIR_ENV,
+        trust_store_path(data_dir).display()
+    )))
+}
+
 /// Path of the node's cluster key.
 pub fn cluster_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("cluster.key")
@@ -125,7 +145,7 @@ pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
         // A writer killed between the two files, or an operator who removed a `.pub` that
         // did not match: the private key is the truth, and `run` needs its public half.
         if !public.exists() {
-            write_atomic(&public, &key.public_key().0, 0o600)?;
+            write_atomic(&public, &key.public_key().0, CLUSTER_PUB_MODE)?;
             logger::info("keys", &format!("wrote the missing {}", public.display()));
         }
         return Ok(key);
@@ -138,7 +158,7 @@ pub fn load_or_create_cluster_key(data_dir: &Path) -> Result<SigningKey> {
         }
         Err(e) => return Err(e),
     }
-    write_atomic(&public, &key.public_key().0, 0o600)?;
+    write_atomic(&public, &key.public_key().0, CLUSTER_PUB_MODE)?;
     logger::info("keys", &format!("created the node's cluster key {}", path.display()));
     Ok(key)
 }

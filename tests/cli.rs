@@ -246,3 +246,37 @@ fn gear_new_writes_a_project_per_language_and_refuses_to_overwrite() {
     assert_eq!(lang.code(), 2);
     assert!(lang.stderr().contains("unknown language \"go\" (rust, c, zig or as)"), "{}", lang.stderr());
 }
+
+#[test]
+fn errors_point_at_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new("fix-errors");
+    let hash = tutorial_up_to_import(&d);
+    // The node's public cluster key is readable by a service user; the private one is not.
+    let mode = |p: &str| std::fs::metadata(d.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode("data/cluster.key"), mode("data/cluster.key.pub")), (0o600, 0o644));
+    // A mistyped --data-dir is named, not reported as a trust failure.
+    d.run(&["wasm", "import", "polyglot.wasm", "--data-dir", "dta"], b"")
+        .fails(1, "the data folder dta does not exist (check --data-dir or FLUXRIG_DATA_DIR;");
+    assert!(!d.path("dta").exists(), "nothing created");
+    // Signed with a key the store does not hold: the trusted keys are named.
+    d.run(&["keys", "gen-cluster", "-o", "other.key"], b"").ok();
+    d.write("other.wasm", POLYGLOT);
+    d.run(&["wasm", "sign", "other.wasm", "other.key"], b"").ok();
+    let untrusted = d.run(&["wasm", "import", "other.wasm"], b"");
+    untrusted
+        .fails(3, "it was signed with a key that is none of the 1 in ./data/wasm/keys: 'my_vendor.key' (");
+    d.write("bare.wasm", POLYGLOT);
+    d.run(&["wasm", "import", "bare.wasm"], b"").fails(3, "or pass --allow-unsigned to import it as it is");
+    // A lost cluster key with modules in the catalog: refused, the fix named.
+    std::fs::remove_file(d.path("data/cluster.key")).unwrap();
+    std::fs::remove_file(d.path("data/cluster.key.pub")).unwrap();
+    d.run(&["wasm", "import", "polyglot.wasm"], b"")
+        .fails(1, "but the catalog holds 1 module(s) countersigned by one: a new key would orphan them all");
+    assert!(!d.path("data/cluster.key").exists());
+    d.run(&["wasm", "import", "polyglot.wasm", "--new-cluster-key"], b"").ok();
+    // Importing it again countersigned it with the new key: the catalog verifies.
+    let list = d.run(&["wasm", "list"], b"");
+    list.ok();
+    assert!(list.stdout().contains(&format!("{hash}.wasm")), "{}", list.stdout());
+}
