@@ -416,20 +416,57 @@ fn slug(name: &str) -> String {
     }
 }
 
-fn read_scenario(path: &Path) -> Result<(Vec<u8>, scenario::Scenario)> {
+/// Reads and parses the scenario at `path`; a relative `file://` source is taken relative
+/// to the scenario's own folder. Also returns the gears that have one.
+fn read_scenario_sources(path: &Path) -> Result<(Vec<u8>, scenario::Scenario, Vec<String>)> {
     let bytes = read_limited(path, MAX_SCENARIO_BYTES, "scenario")?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Error::invalid(format!("{}: not UTF-8 text", path.display())))?;
-    let parsed = scenario::parse(text).map_err(|e| e.context(path.display()))?;
-    Ok((bytes, parsed))
+    let mut parsed = scenario::parse(text).map_err(|e| e.context(path.display()))?;
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let relative = parsed.resolve_files(folder);
+    Ok((bytes, parsed, relative))
+}
+
+fn read_scenario(path: &Path) -> Result<(Vec<u8>, scenario::Scenario)> {
+    read_scenario_sources(path).map(|(bytes, parsed, _)| (bytes, parsed))
 }
 
 /// Reads, checks and plans the scenario at `file` as an import does, writing nothing.
 fn check_scenario(file: &Path, budget_mib: Option<usize>, data_dir: &Path) -> Result<(Vec<u8>, plan::Plan)> {
-    let (bytes, parsed) = read_scenario(file)?;
+    check_scenario_sources(file, budget_mib, data_dir).map(|(bytes, plan, _)| (bytes, plan))
+}
+
+/// As [`check_scenario`], also naming the gears with a relative `file://` source.
+fn check_scenario_sources(
+    file: &Path,
+    budget_mib: Option<usize>,
+    data_dir: &Path,
+) -> Result<(Vec<u8>, plan::Plan, Vec<String>)> {
+    let (bytes, parsed, relative) = read_scenario_sources(file)?;
     let plan = plan::plan(parsed, data_dir, Checks::Verified, budget(budget_mib)?)
         .map_err(|e| e.context(file.display()))?;
-    Ok((bytes, plan))
+    Ok((bytes, plan, relative))
+}
+
+/// Refuses to store a scenario whose relative `file://` sources (relative to its own
+/// folder) would name other files once it is stored in `DATA/scenarios`.
+fn check_storable(file: &Path, data_dir: &Path, relative: &[String]) -> Result<()> {
+    let same_folder = |a: &Path, b: &Path| {
+        std::fs::canonicalize(a).ok().zip(std::fs::canonicalize(b).ok()).is_some_and(|(a, b)| a == b)
+    };
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stored = data_dir.join("scenarios");
+    match relative.first() {
+        Some(gear) if !same_folder(folder, &stored) => Err(Error::invalid(format!(
+            "gear '{gear}': a relative file:// source names a file beside the scenario, which the stored copy \
+             in {} would not find; import the module ('fluxrig wasm import', then snake://wasm_catalog/<hash>.wasm) \
+             or use an absolute path (file:///...)",
+            stored.display()
+        ))
+        .context(file.display())),
+        _ => Ok(()),
+    }
 }
 
 fn describe(plan: &plan::Plan) -> String {
@@ -453,7 +490,8 @@ fn scenario_import(c: &ScenarioImport) -> Result<()> {
             return Err(Error::Usage("give the scenario file once: FILE or -f FILE".into()))
         }
     };
-    let (bytes, plan) = check_scenario(file, c.memory_budget_mib, &c.data_dir)?;
+    let (bytes, plan, relative) = check_scenario_sources(file, c.memory_budget_mib, &c.data_dir)?;
+    check_storable(file, &c.data_dir, &relative)?;
     if c.dry_run {
         say!("{} is valid; nothing written (--dry-run)", describe(&plan));
         return Ok(());
@@ -487,7 +525,8 @@ fn scenario_import(c: &ScenarioImport) -> Result<()> {
 }
 
 fn scenario_validate(c: &ScenarioValidate) -> Result<()> {
-    let (_, plan) = check_scenario(&c.file, c.memory_budget_mib, &c.data_dir)?;
+    let (_, plan, relative) = check_scenario_sources(&c.file, c.memory_budget_mib, &c.data_dir)?;
+    check_storable(&c.file, &c.data_dir, &relative)?;
     say!("{} is valid; nothing written", describe(&plan));
     Ok(())
 }

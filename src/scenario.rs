@@ -22,7 +22,7 @@
 //! written or run.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fluxrig_core::gear::{FuelBudget, GearConfig};
 use fluxrig_core::verify::CatalogHash;
@@ -133,6 +133,23 @@ pub struct Scenario {
     pub wires: Vec<Wire>,
 }
 
+impl Scenario {
+    /// Makes every relative `file://` source relative to `folder` (the scenario file's
+    /// own folder), as a path in a file is read; returns the gears that had one.
+    pub fn resolve_files(&mut self, folder: &Path) -> Vec<String> {
+        let mut relative = Vec::new();
+        for gear in &mut self.gears {
+            if let GearKind::Wasm { source: Source::File(path), .. } = &mut gear.kind {
+                if path.is_relative() {
+                    *path = folder.join(&*path);
+                    relative.push(gear.name.clone());
+                }
+            }
+        }
+        relative
+    }
+}
+
 fn str_of<'a>(y: &'a Yaml, what: &str) -> Result<&'a str> {
     y.as_str().ok_or_else(|| Error::invalid(format!("{what} must be a string")))
 }
@@ -189,20 +206,49 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row.last().copied().unwrap_or(0)
 }
 
-/// Refuses a mapping with a key outside `known`, naming the nearest known key.
-fn check_keys(map: &Yaml, known: &[&str], at: &str) -> Result<()> {
+/// Every key a scenario knows, and where it belongs, for a key found at the wrong level.
+const KEY_HOMES: [(&str, &str); 16] = [
+    ("meta", "the top of the scenario"),
+    ("gears", "the top of the scenario"),
+    ("wires", "the top of the scenario"),
+    ("name", "the top of the scenario, meta, or a gear"),
+    ("version", "the top of the scenario, or meta"),
+    ("type", "a gear"),
+    ("config", "a gear"),
+    ("source", "a wasm gear's config"),
+    ("entrypoint", "a wasm gear's config"),
+    ("memory_limit_pages", "a wasm gear's config"),
+    ("fuel_per_message", "a wasm gear's config"),
+    ("count", "a generate gear's config"),
+    ("interval_ms", "a generate gear's config"),
+    ("payload", "a generate gear's config"),
+    ("from", "a wire"),
+    ("to", "a wire"),
+];
+
+/// Refuses a mapping with a key outside `known`: a key that belongs elsewhere is named with
+/// where it belongs, any other with the nearest known key; both with their line.
+fn check_keys(map: &Yaml, known: &[&str], at: &str, lines: &KeyLines) -> Result<()> {
     let Some(map) = map.as_hash() else { return Ok(()) };
     for key in map.keys() {
         let Some(key) = key.as_str() else {
             return Err(Error::invalid(format!("{at}: a key is not a string ({key:?})")));
         };
-        if !known.contains(&key) {
-            let nearest = known.iter().min_by_key(|k| edit_distance(key, k)).copied().unwrap_or_default();
+        if known.contains(&key) {
+            continue;
+        }
+        let line = lines.at(key);
+        if let Some((_, home)) = KEY_HOMES.iter().find(|(k, _)| *k == key) {
             return Err(Error::invalid(format!(
-                "{at}: unknown key {key:?} (did you mean {nearest:?}? known: {})",
+                "{line}{at}: key {key:?} belongs in {home}, not here (known here: {})",
                 known.join(", ")
             )));
         }
+        let nearest = known.iter().min_by_key(|k| edit_distance(key, k)).copied().unwrap_or_default();
+        return Err(Error::invalid(format!(
+            "{line}{at}: unknown key {key:?} (did you mean {nearest:?}? known: {})",
+            known.join(", ")
+        )));
     }
     Ok(())
 }
@@ -217,12 +263,55 @@ struct Expansion {
     /// Anchor id -> nodes and bytes of the anchored node, its own aliases expanded.
     anchors: std::collections::HashMap<usize, (usize, usize)>,
     error: Option<String>,
+    /// Open collections: `Some(next node is a key)` for a mapping, `None` for a list.
+    frames: Vec<Option<bool>>,
+    /// Every mapping key, with the line it is on, in order.
+    keys: KeyLines,
+}
+
+/// Where each mapping key of a scenario is: (key, 1-based line), in document order.
+#[derive(Debug, Default)]
+pub struct KeyLines(Vec<(String, usize)>);
+
+impl KeyLines {
+    /// The line of `key`, as the start of an error (`line N: `), when the key is on one line
+    /// only (a key used at several places gets no line rather than a wrong one).
+    fn at(&self, key: &str) -> String {
+        let mut found = self.0.iter().filter(|(k, _)| k == key).map(|(_, line)| *line);
+        match (found.next(), found.next()) {
+            (Some(line), None) => format!("line {line}: "),
+            _ => String::new(),
+        }
+    }
 }
 
 impl MarkedEventReceiver for Expansion {
     fn on_event(&mut self, event: Event, mark: Marker) {
         if self.error.is_some() {
             return;
+        }
+        let is_node = matches!(
+            event,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_)
+        );
+        if is_node {
+            if let Some(Some(expect_key)) = self.frames.last_mut() {
+                let is_key = *expect_key;
+                *expect_key = !is_key;
+                if let (true, Event::Scalar(text, ..)) = (is_key, &event) {
+                    if self.keys.0.len() < MAX_SCENARIO_NODES {
+                        self.keys.0.push((text.clone(), mark.line()));
+                    }
+                }
+            }
+        }
+        match &event {
+            Event::MappingStart(..) => self.frames.push(Some(true)),
+            Event::SequenceStart(..) => self.frames.push(None),
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.frames.pop();
+            }
+            _ => {}
         }
         match event {
             Event::Scalar(text, _, anchor, _) => {
@@ -272,7 +361,7 @@ impl MarkedEventReceiver for Expansion {
 }
 
 /// Parses `text` as YAML documents, refusing it if aliases would expand it past the limits.
-fn load_yaml(text: &str) -> Result<Vec<Yaml>> {
+fn load_yaml(text: &str) -> Result<(Vec<Yaml>, KeyLines)> {
     let mut expansion = Expansion::default();
     Parser::new_from_str(text)
         .load(&mut expansion, true)
@@ -280,7 +369,8 @@ fn load_yaml(text: &str) -> Result<Vec<Yaml>> {
     if let Some(error) = expansion.error {
         return Err(Error::invalid(format!("scenario refused: {error}")));
     }
-    YamlLoader::load_from_str(text).map_err(|e| Error::invalid(format!("not valid YAML: {e}")))
+    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::invalid(format!("not valid YAML: {e}")))?;
+    Ok((docs, expansion.keys))
 }
 
 /// Parses a `source` value.
@@ -302,7 +392,7 @@ pub fn parse_source(text: &str) -> Result<Source> {
     Err(Error::invalid(format!("source {text:?}: use snake://wasm_catalog/<hash>.wasm or file://PATH")))
 }
 
-fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
+fn parse_gear(y: &Yaml, index: usize, lines: &KeyLines) -> Result<GearSpec> {
     let at = format!("gears[{index}]");
     if y.as_hash().is_none() {
         return Err(Error::invalid(format!("{at} must be a mapping with name, type and config")));
@@ -314,7 +404,7 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
         )));
     }
     let at = format!("gear '{name}'");
-    check_keys(y, &["name", "type", "config"], &at)?;
+    check_keys(y, &["name", "type", "config"], &at, lines)?;
     let kind = str_of(&y["type"], &format!("{at}: type"))?;
     let config = &y["config"];
     let known: &[&str] = match kind {
@@ -325,7 +415,7 @@ fn parse_gear(y: &Yaml, index: usize) -> Result<GearSpec> {
         }
     };
     if config.as_hash().is_some() {
-        check_keys(config, known, &format!("{at}: config"))?;
+        check_keys(config, known, &format!("{at}: config"), lines)?;
     } else if !config.is_badvalue() && !config.is_null() {
         return Err(Error::invalid(format!("{at}: config must be a mapping")));
     }
@@ -387,7 +477,7 @@ pub fn parse(text: &str) -> Result<Scenario> {
     }
     // A byte order mark is not part of the text (editors on Windows write one).
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let docs = load_yaml(text)?;
+    let (docs, lines) = load_yaml(text)?;
     let doc = match docs.as_slice() {
         [doc] if doc.as_hash().is_some() => doc,
         [] => return Err(Error::invalid("scenario is empty")),
@@ -396,9 +486,9 @@ pub fn parse(text: &str) -> Result<Scenario> {
         }
         _ => return Err(Error::invalid("scenario holds more than one YAML document")),
     };
-    check_keys(doc, &["meta", "name", "version", "gears", "wires"], "scenario")?;
+    check_keys(doc, &["meta", "name", "version", "gears", "wires"], "scenario", &lines)?;
     let meta = &doc["meta"];
-    check_keys(meta, &["name", "version"], "meta")?;
+    check_keys(meta, &["name", "version"], "meta", &lines)?;
     let field = |key: &str| -> Result<Option<String>> {
         let v = if meta[key].is_badvalue() || meta[key].is_null() { &doc[key] } else { &meta[key] };
         if v.is_badvalue() || v.is_null() {
@@ -420,7 +510,8 @@ pub fn parse(text: &str) -> Result<Scenario> {
     if gears_yaml.len() > MAX_GEARS {
         return Err(Error::invalid(format!("scenario has {} gears, limit is {MAX_GEARS}", gears_yaml.len())));
     }
-    let gears = gears_yaml.iter().enumerate().map(|(i, g)| parse_gear(g, i)).collect::<Result<Vec<_>>>()?;
+    let gears =
+        gears_yaml.iter().enumerate().map(|(i, g)| parse_gear(g, i, &lines)).collect::<Result<Vec<_>>>()?;
     let mut seen = HashSet::new();
     for g in &gears {
         if !seen.insert(g.name.as_str()) {
@@ -452,7 +543,7 @@ pub fn parse(text: &str) -> Result<Scenario> {
     };
     let mut wires = Vec::new();
     for (i, w) in wires_yaml.iter().enumerate() {
-        check_keys(w, &["from", "to"], &format!("wires[{i}]"))?;
+        check_keys(w, &["from", "to"], &format!("wires[{i}]"), &lines)?;
         let from = str_of(&w["from"], &format!("wires[{i}].from"))?;
         let to = str_of(&w["to"], &format!("wires[{i}].to"))?;
         let (fg, fp) = parse_endpoint(from, "from")?;
@@ -590,6 +681,26 @@ gears:
         let anchored = "name: &n demo\nversion: *n\ngears:\n  - &g {name: g, type: generate}\n";
         let s = parse(anchored).unwrap();
         assert_eq!((s.name.as_str(), s.version.as_str(), s.gears.len()), ("demo", "demo", 1));
+    }
+
+    #[test]
+    fn keys_at_the_wrong_level_say_where_they_belong_with_their_line() {
+        let cases = [
+            ("name: a\nversion: 1\nentrypoint: process\ngears: [{name: f, type: generate}]",
+             "line 3: scenario: key \"entrypoint\" belongs in a wasm gear's config, not here"),
+            ("name: a\nversion: 1\ngears:\n  - name: f\n    type: generate\n    config:\n      source: x\n",
+             "line 7: gear 'f': config: key \"source\" belongs in a wasm gear's config, not here"),
+            ("name: a\nversion: 1\ngears:\n  - name: f\n    type: generate\n    count: 3\n",
+             "line 6: gear 'f': key \"count\" belongs in a generate gear's config, not here"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: generate}]\nwires:\n  - {from: f.out, to: f.in, name: w}\n",
+             "wires[0]: key \"name\" belongs in the top of the scenario, meta, or a gear, not here"),
+            ("name: a\nversion: 1\ngears: [{name: f, type: generate}]\nwire: []\n",
+             "line 4: scenario: unknown key \"wire\" (did you mean \"wires\"?"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

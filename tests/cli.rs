@@ -280,3 +280,24 @@ fn errors_point_at_the_fix() {
     list.ok();
     assert!(list.stdout().contains(&format!("{hash}.wasm")), "{}", list.stdout());
 }
+
+#[test]
+fn a_relative_file_source_is_relative_to_the_scenarios_folder() {
+    let d = Dir::new("file-source");
+    let hash = tutorial_up_to_import(&d);
+    // A cluster-signed module file beside a scenario in another folder.
+    d.write("proj/gear.wasm", d.read(&format!("data/wasm/{hash}.wasm")));
+    d.write("proj/s.yaml", scenario_with("file://gear.wasm", ""));
+    let run = d.run(&["run", "--scenario", "proj/s.yaml"], b"hello\n");
+    run.ok();
+    assert!(run.stdout().contains("\"raw_text\":\"hello\""), "{}", run.stdout());
+    // Stored in DATA/scenarios, the same relative path would name another file: refused,
+    // by validate too, with what to do instead.
+    for args in [&["scenario", "import", "proj/s.yaml"][..], &["scenario", "validate", "proj/s.yaml"]] {
+        d.run(args, b"").fails(1, "gear 'f': a relative file:// source names a file beside the scenario");
+    }
+    let absolute = format!("file://{}", d.path("proj/gear.wasm").display());
+    d.write("proj/abs.yaml", scenario_with(&absolute, ""));
+    d.run(&["scenario", "import", "proj/abs.yaml", "--activate"], b"").ok();
+    d.run(&["run"], b"hello\n").ok();
+}
