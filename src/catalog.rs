@@ -121,7 +121,7 @@ pub fn import(data_dir: &Path, file: &Path, allow_unsigned: bool, new_cluster_ke
             VerifyError::UntrustedVendor => {
                 let names: Vec<String> = trusted
                     .iter()
-                    .map(|t| format!("'{}' ({})", t.vendor, crate::json::hex(&t.key.0[..8])))
+                    .map(|t| format!("'{}' ({})", t.vendor, keys::fingerprint(&t.key)))
                     .collect();
                 error.hint(format!(
                     "it was signed with a key that is none of the {} in {}: {}; add the signer's .pub there",

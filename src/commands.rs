@@ -68,10 +68,6 @@ pub fn run(top: Top) -> Result<()> {
     }
 }
 
-fn fingerprint(key: &verify::PublicKey) -> String {
-    json::hex(&key.0[..8])
-}
-
 fn gen_cluster(c: &GenCluster) -> Result<()> {
     let path = c.out.clone().unwrap_or_else(|| c.dir.join(&c.name));
     let key = keys::generate(&path, c.force)?;
@@ -82,7 +78,7 @@ fn gen_cluster(c: &GenCluster) -> Result<()> {
 
 fn sign(c: &Sign) -> Result<()> {
     let public = catalog::sign(&c.file, &c.key)?;
-    say!("signed {} (vendor key {})", c.file.display(), fingerprint(&public));
+    say!("signed {} (vendor key {})", c.file.display(), keys::fingerprint(&public));
     Ok(())
 }
 

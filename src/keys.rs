@@ -109,6 +109,11 @@ fn load_public_key(path: &Path) -> Result<PublicKey> {
     PublicKey::from_bytes(&bytes).map_err(|source| Error::Key { path: path.to_path_buf(), source })
 }
 
+/// A key's short name for people: its first 8 bytes as hex.
+pub fn fingerprint(key: &PublicKey) -> String {
+    crate::json::hex(&key.0[..8])
+}
+
 /// Mode of the node's `cluster.key.pub` when an import creates it: 0644. It is public, and
 /// a rack running as a service user other than the importer's must read it (the private
 /// `cluster.key` stays 0600). `keys gen-cluster` writes both files 0600, as fluxrig does.
