@@ -183,17 +183,7 @@ fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
     let d = Dir::new("closed-pipe");
     d.write("picky.wasm", picky_gear());
     let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
-    let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
-    words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
-    let mut child = std::process::Command::new(&words[0])
-        .args(&words[1..])
-        .args(["wasm", "call", "picky.wasm"])
-        .current_dir(d.path(""))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = d.start(&runner, &["wasm", "call", "picky.wasm"]);
     // The reader goes away first (`| head -c 0`); only then does the command have a result.
     drop(child.stdout.take());
     child.stdin.take().unwrap().write_all(b"one\n").unwrap();

@@ -79,10 +79,12 @@ impl Dir {
         }
     }
 
-    fn run_once(&self, runner: &str, args: &[&str], stdin: &[u8]) -> Option<Output> {
+    /// `fluxrig ARGS` in this folder, under `runner` (an emulator, or nothing), with its
+    /// three standard streams piped, started.
+    pub fn start(&self, runner: &str, args: &[&str]) -> std::process::Child {
         let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
         words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
-        let mut child = Command::new(&words[0])
+        Command::new(&words[0])
             .args(&words[1..])
             .args(args)
             .current_dir(&self.0)
@@ -90,7 +92,11 @@ impl Dir {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn run_once(&self, runner: &str, args: &[&str], stdin: &[u8]) -> Option<Output> {
+        let mut child = self.start(runner, args);
         let mut input = child.stdin.take().unwrap();
         let stdin = stdin.to_vec();
         let writer = std::thread::spawn(move || {
@@ -260,20 +266,10 @@ pub struct Service {
 
 impl Dir {
     /// Starts `fluxrig ARGS` in this folder and returns at once; its standard input stays
-    /// open until [`Service::close_stdin`].
+    /// open until [`Service::take_stdin`]'s writer drops it or [`Service::wait`].
     pub fn spawn(&self, args: &[&str]) -> Service {
         let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
-        let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
-        words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
-        let mut child = Command::new(&words[0])
-            .args(&words[1..])
-            .args(args)
-            .current_dir(&self.0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.start(&runner, args);
         let collect = |mut pipe: Box<dyn std::io::Read + Send>,
                        into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
             std::thread::spawn(move || {
