@@ -239,6 +239,7 @@ fn hostile_modules_are_refused_or_priced() {
             with(&repeat(5000, |_| "(func)".into())),
             "minimum average bytes per function of 40",
         ),
+        ("32 parameters".into(), with(&format!("(type (func (param {})))", "i32 ".repeat(32))), runs),
         (
             "33 parameters".into(),
             with(&format!("(type (func (param {})))", "i32 ".repeat(33))),
