@@ -259,6 +259,58 @@ struct Output {
     stats: Stats,
     queue: Arc<Queue>,
     epoch: Instant,
+    /// Each gear's `env.log` budget, by slot.
+    guest_logs: Vec<LogBudget>,
+}
+
+/// Most `env.log` lines one gear may write in a second; the rest are counted and reported
+/// in one line when the next second starts.
+///
+/// Reason: the core caps a call at 32 lines of 512 bytes, but a gear called 100 000 times a
+/// second could still fill a gateway's journal; 100 lines a second is more than a person
+/// reads and keeps a flood at about 50 KB/s.
+pub const MAX_GUEST_LOG_LINES_PER_SECOND: u32 = 100;
+
+/// One gear's `env.log` lines in the current second.
+#[derive(Debug, Clone, Copy)]
+struct LogBudget {
+    second_started: Instant,
+    lines: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// Reports what is still suppressed (when the rack stops or its plan is replaced).
+    fn report(&mut self, gear: &str) {
+        if self.suppressed > 0 {
+            let text = format!(
+                "{} log line(s) suppressed: more than {MAX_GUEST_LOG_LINES_PER_SECOND} a second",
+                self.suppressed
+            );
+            logger::warn(gear, &text);
+            self.suppressed = 0;
+        }
+    }
+
+    fn new() -> Self {
+        Self { second_started: Instant::now(), lines: 0, suppressed: 0 }
+    }
+
+    /// Whether one more line may be written now; when a new second starts, first reports
+    /// what the last one suppressed (under `gear`).
+    fn admit(&mut self, gear: &str) -> bool {
+        if self.second_started.elapsed() >= Duration::from_secs(1) {
+            self.report(gear);
+            *self = Self::new();
+        }
+        if self.lines < MAX_GUEST_LOG_LINES_PER_SECOND {
+            self.lines += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
@@ -360,7 +412,16 @@ impl RackSink for Sink<'_> {
     }
 
     fn log(&mut self, gear: usize, level: LogLevel, line: &str) {
-        logger::guest(level, self.name(gear), line);
+        if !logger::enabled(level) {
+            return;
+        }
+        let name = self.names.get(gear).map_or("rack", String::as_str);
+        if self.out.guest_logs.len() <= gear {
+            self.out.guest_logs.resize(gear + 1, LogBudget::new());
+        }
+        if self.out.guest_logs.get_mut(gear).is_some_and(|budget| budget.admit(name)) {
+            logger::guest(level, name, line);
+        }
     }
 
     fn monotonic_nanos(&mut self) -> u64 {
@@ -499,6 +560,7 @@ pub fn run(
         stats: Stats::default(),
         queue: Arc::clone(&queue),
         epoch: Instant::now(),
+        guest_logs: Vec::new(),
     };
     let mut published = Instant::now();
     loop {
@@ -532,7 +594,9 @@ pub fn run(
                 logger::error("input", &text);
             }
             Item::Swap(next) => {
+                report_suppressed(&mut out, &rig);
                 rig = *next;
+                out.guest_logs.clear(); // slots are the new plan's
                 generation += 1;
                 out.stats.reloads += 1;
                 spawn_generators(&mut rig, generation, &queue);
@@ -552,6 +616,7 @@ pub fn run(
     }
     queue.finish();
     listeners.remove_files();
+    report_suppressed(&mut out, &rig);
     out.flush();
     publish(&snapshot, &rig, &out.stats, &shared, &listeners);
     if let Some(path) = &settings.metrics_file {
@@ -566,6 +631,13 @@ pub fn run(
         write_stats_json(path, &text);
     }
     Ok(Outcome { stats, signal })
+}
+
+/// Reports every gear's suppressed log lines not reported yet.
+fn report_suppressed(out: &mut Output, rig: &Rig) {
+    for (budget, name) in out.guest_logs.iter_mut().zip(&rig.names) {
+        budget.report(name);
+    }
 }
 
 fn format_name(format: Format) -> &'static str {

@@ -205,3 +205,123 @@ fn modules_over_the_content_limits_are_refused_at_import_naming_the_limit() {
     }
     assert!(d.files("data/wasm").is_empty(), "{:?}", d.files("data/wasm"));
 }
+
+/// A one-gear scenario for a module given as WAT, imported unsigned.
+fn rack_of(d: &Dir, wat_text: &str, extra: &str) {
+    let hash = import_unsigned(d, "g.wasm", &wat::parse_str(wat_text).unwrap());
+    d.write("s.yaml", scenario_with(&format!("snake://wasm_catalog/{hash}.wasm"), extra));
+}
+
+#[test]
+fn a_log_flood_is_rate_limited_per_gear_and_counted() {
+    let d = Dir::new("log-flood");
+    // 32 lines (the per-call cap) of "flood" on every message, then pass it through.
+    rack_of(
+        &d,
+        r#"(module
+  (import "env" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1 16)
+  (data (i32.const 16) "flood")
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "free") (param i32 i32))
+  (func (export "process") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32)
+    (loop $again
+      (call $log (i32.const 2) (i32.const 16) (i32.const 5))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 32))))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))))"#,
+        "",
+    );
+    let input: String = (0..50).map(|n| format!("m{n}\n")).collect();
+    let run = d.run(&["run", "--scenario", "s.yaml"], input.as_bytes());
+    run.ok();
+    assert_eq!(run.stdout().lines().count(), 50, "every message still passes");
+    let err = run.stderr();
+    let shown = err.lines().filter(|l| l.ends_with("INFO  f: flood")).count();
+    let suppressed: usize = err
+        .lines()
+        .filter_map(|l| {
+            l.split("WARN  f: ").nth(1)?.strip_suffix(" log line(s) suppressed: more than 100 a second")
+        })
+        .map(|n| n.parse::<usize>().unwrap())
+        .sum();
+    // 1600 lines asked for: at most 100 a second shown, every other one counted.
+    assert!((100..1600).contains(&shown), "{shown} shown: the limit held and let 100 a second through");
+    assert_eq!(shown + suppressed, 50 * 32, "{err}");
+}
+
+#[test]
+fn cbor_input_skips_an_invalid_item_and_stops_at_a_malformed_one() {
+    let d = Dir::new("cbor-stdin");
+    rack_of(&d, fluxrig_testkit::PASS_THROUGH_WAT, "");
+    let example = fluxrig_testkit::vectors::get("fluxmsg.txt", "example");
+    let mut input = example.clone();
+    input.extend_from_slice(&[0xa1, 0x01, 0x02]); // well-formed CBOR, not a fluxMsg
+    input.extend_from_slice(&example);
+    input.push(0xff); // not well-formed: the sequence cannot go on
+    input.extend_from_slice(&example);
+    let run = d.run(&["run", "--scenario", "s.yaml", "--input-format", "cbor"], &input);
+    run.fails(4, "2 message(s) failed");
+    assert_eq!(run.stdout().lines().count(), 2);
+    let err = run.stderr();
+    assert!(err.contains("standard input: CBOR item 2: ") && err.contains("; skipped"), "{err}");
+    assert!(
+        err.contains("standard input: CBOR item 4 is not well-formed (byte 0 of the item); stopping this input after 3 item(s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_carried_as_its_bytes() {
+    let d = Dir::new("raw-bytes");
+    rack_of(&d, fluxrig_testkit::PASS_THROUGH_WAT, "");
+    let run = d.run(&["run", "--scenario", "s.yaml"], b"ab\xff\xfecd\n");
+    run.ok();
+    let out: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(out["raw"], "YWL//mNk", "the bytes, base64, unchanged (no U+FFFD)");
+    assert!(out.get("raw_text").is_none(), "not UTF-8: no raw_text");
+}
+
+#[test]
+fn a_large_cbor_item_is_read_in_linear_time_and_bounded_memory() {
+    let d = Dir::new("big-item");
+    // A pass-through whose alloc grows its memory to fit the message.
+    let growing = r#"(module
+  (memory (export "memory") 1 64)
+  (func (export "alloc") (param $n i32) (result i32)
+    (local $pages i32)
+    (local.set $pages (i32.shr_u (i32.add (local.get $n) (i32.const 66559)) (i32.const 16)))
+    (if (i32.gt_u (local.get $pages) (memory.size))
+      (then (drop (memory.grow (i32.sub (local.get $pages) (memory.size))))))
+    (i32.const 1024))
+  (func (export "free") (param i32 i32))
+  (func (export "process") (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))))"#;
+    rack_of(&d, growing, "      memory_limit_pages: 64\n");
+    let small = fluxrig_core::MsgBytes::from_msg(&fluxrig_core::FluxMsg::with_raw([1; 16], 1, b"x".to_vec()));
+    let big =
+        fluxrig_core::MsgBytes::from_msg(&fluxrig_core::FluxMsg::with_raw([2; 16], 1, vec![b'y'; 2 << 20]));
+    let args = [
+        "run",
+        "--scenario",
+        "s.yaml",
+        "--input-format",
+        "cbor",
+        "--output-format",
+        "cbor",
+        "--stats-json",
+        "stats.json",
+    ];
+    let peak = |input: &[u8]| {
+        d.run(&args, input).ok();
+        let stats: serde_json::Value = serde_json::from_slice(&d.read("stats.json")).unwrap();
+        assert_eq!(stats["out"], 1);
+        stats["peak_rss_bytes"].as_u64().unwrap()
+    };
+    let floor = peak(small.as_bytes());
+    let with_big = peak(big.as_bytes());
+    // The item (2 MiB), its copy into the queue, the gear's copy and the output: a few
+    // times its size, never the O(n^2) re-reading that cost 159 MiB for 4 MiB.
+    assert!(with_big < floor + (24 << 20), "peak {} KiB, floor {} KiB", with_big >> 10, floor >> 10);
+}
