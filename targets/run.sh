@@ -89,7 +89,7 @@ firmware() {
     (cd targets/firmware && timeout 300 cargo run --release --config "../$name/config.toml") | tee "$log"
     local want=(
         "verified: cluster signature ok, catalog hash "
-        "tampered copy refused: cluster signature does not match the cluster key"
+        "tampered copy refused: module content hashes to "
         "default 16-page configuration refused: gear may need "
         "admitted: two 1-page gears need at most "
         "loaded: 2 gears, 2 compiles on one engine"

@@ -47,7 +47,7 @@ fn wasm_list_flags_a_tampered_catalog() {
     // A changed file is named as changed, not blamed on the cluster key.
     assert!(
         list.stdout().contains("REFUSED: ")
-            && list.stdout().contains("the file was changed or renamed after import"),
+            && list.stdout().contains("it was changed or renamed after it was countersigned"),
         "{}",
         list.stdout()
     );

@@ -309,8 +309,8 @@ impl fmt::Display for VerifyError {
             Self::HashMismatch { expected, got } => {
                 write!(
                     f,
-                    "module content hashes to {got}, but it is named {expected}: the file was changed \
-                     or renamed after import (import the vendor-signed module again)"
+                    "module content hashes to {got}, but it is named {expected}: it was changed or \
+                     renamed after it was countersigned"
                 )
             }
         }
