@@ -19,7 +19,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
@@ -45,7 +45,7 @@ fn parent_of(path: &Path) -> &Path {
 /// Returns a temporary name beside `path` that no other writer, earlier or concurrent,
 /// uses: the process id, a per-process counter and 64 random bits.
 fn temp_path(path: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut random = [0u8; 8];
     // Uniqueness rests on pid + counter; the random bits only guard against a reused pid

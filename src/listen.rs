@@ -30,7 +30,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -136,13 +136,13 @@ impl Stream {
 /// Open connections, for the limit, the metrics and the stop.
 #[derive(Default)]
 struct Connections {
-    open: Mutex<HashMap<u64, Stream>>,
-    next: AtomicU64,
+    open: Mutex<HashMap<usize, Stream>>,
+    next: AtomicUsize,
     stopping: AtomicBool,
 }
 
 impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Stream>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Stream>> {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -28,7 +28,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -443,13 +443,13 @@ struct Control {
     /// The input queue (to stop it, to swap plans in, to count what entered).
     queue: Arc<Queue>,
     /// Items the run loop has finished (delivered, or reported bad).
-    finished: AtomicU64,
+    finished: AtomicUsize,
     /// Reloads refused.
-    reload_failures: AtomicU64,
+    reload_failures: AtomicUsize,
     /// The output, flushed by an abort.
     writer: Arc<Mutex<Writer>>,
     /// The first stop signal (0: none yet, else its index in `SIGNAL_NAMES`).
-    signal: AtomicU64,
+    signal: AtomicUsize,
 }
 
 const SIGNAL_NAMES: [&str; 3] = ["", "SIGINT", "SIGTERM"];
@@ -501,10 +501,10 @@ pub fn run(
     let listeners = Listeners::bind(&settings.listen, settings.listen_limits, settings.input_format)?;
     let shared = Arc::new(Control {
         queue: Arc::clone(&queue),
-        finished: AtomicU64::new(0),
-        reload_failures: AtomicU64::new(0),
+        finished: AtomicUsize::new(0),
+        reload_failures: AtomicUsize::new(0),
         writer: Arc::clone(&writer),
-        signal: AtomicU64::new(0),
+        signal: AtomicUsize::new(0),
     });
     let listeners = Arc::new(listeners);
     spawn_signals(Arc::clone(&shared), Arc::clone(&listeners), reload)?;
@@ -623,9 +623,8 @@ pub fn run(
         metrics::write_file(path, &snapshot, &queue);
     }
     let mut stats = out.stats;
-    stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed);
-    let signal =
-        SIGNAL_NAMES.get(shared.signal.load(Ordering::Relaxed) as usize).filter(|s| !s.is_empty()).copied();
+    stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed) as u64;
+    let signal = SIGNAL_NAMES.get(shared.signal.load(Ordering::Relaxed)).filter(|s| !s.is_empty()).copied();
     if let Some(path) = &settings.stats_json {
         let text = metrics::stats_json(&lock_snapshot(&snapshot), signal) + "\n";
         write_stats_json(path, &text);
@@ -656,7 +655,7 @@ fn publish(snapshot: &metrics::Shared, rig: &Rig, stats: &Stats, shared: &Contro
     s.scenario.clone_from(&rig.scenario);
     s.gears = rig.snapshot_gears();
     s.stats = *stats;
-    s.stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed);
+    s.stats.reload_failures = shared.reload_failures.load(Ordering::Relaxed) as u64;
     s.connections = listeners.connections();
 }
 
@@ -694,7 +693,7 @@ fn spawn_signals(shared: Arc<Control>, listeners: Arc<Listeners>, reload: Option
             }
             let label = SIGNAL_NAMES.get(name).copied().unwrap_or("signal");
             if shared.signal.load(Ordering::Relaxed) == 0 {
-                shared.signal.store(name as u64, Ordering::Relaxed);
+                shared.signal.store(name, Ordering::Relaxed);
                 let (waiting, _) = shared.queue.depth();
                 logger::info(
                     "rack",
@@ -715,7 +714,9 @@ fn spawn_signals(shared: Arc<Control>, listeners: Arc<Listeners>, reload: Option
 /// The second signal: flush what is written (waiting at most a second for the output),
 /// say what is abandoned, exit.
 fn abort(shared: &Control, label: &str) -> ! {
-    let abandoned = shared.queue.entered().saturating_sub(shared.finished.load(Ordering::Relaxed));
+    // Counted modulo the word size (32-bit targets have no 64-bit atomics): what waits is
+    // bounded by the queue, so the difference is exact.
+    let abandoned = (shared.queue.entered() as usize).wrapping_sub(shared.finished.load(Ordering::Relaxed));
     logger::error(
         "rack",
         &format!(
