@@ -185,7 +185,8 @@ pub fn render(snapshot: &Snapshot, queue: &Queue) -> String {
 
 /// Writes `render(...)` to `path` atomically (mode 0644); a failure is logged, not fatal.
 pub fn write_file(path: &Path, shared: &Shared, queue: &Queue) {
-    // The periodic writer and the final write must not share a temporary file.
+    // Render and rename as one step: a periodic write that rendered an older snapshot
+    // must not land after the final write, so the file ends with the final figures.
     static WRITING: Mutex<()> = Mutex::new(());
     let _writing = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let text = {
