@@ -250,3 +250,68 @@ pub fn list(data_dir: &Path) -> Result<Vec<Listed>> {
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(rows)
 }
+
+/// Puts an imported module, as stored in the local catalog, into the bus catalog under
+/// `<hash>.wasm` (`fluxrig wasm import --nats`).
+///
+/// # Errors
+/// The stored module cannot be read, is larger than [`crate::bus::MAX_KV_VALUE_BYTES`],
+/// or the server refuses it.
+pub fn publish(bus: &crate::bus::Bus, imported: &Imported) -> Result<()> {
+    let module = read_module(&imported.path)?;
+    bus.catalog_put(&format!("{}.wasm", imported.hash), &module)
+}
+
+/// Fetches every `snake://wasm_catalog/<hash>.wasm` module of `scenario` that is not in
+/// the local catalog from the bus catalog (connecting only then: a rack whose modules are
+/// all cached starts without the server), checks its cluster signature against the
+/// locally pinned cluster key (`DATA/cluster.key.pub`) and that its content hashes to its
+/// name, and only then stores it in the local catalog (atomically, under the data
+/// directory's lock). Returns how many were fetched. A module that fails a check is never
+/// stored. Without a bus, does nothing (the plan then names what is missing).
+///
+/// # Errors
+/// A module is in neither catalog; the bus cannot be reached or read; a fetched module
+/// fails its checks (a trust failure); the local catalog cannot be written.
+pub fn fetch_missing(
+    data_dir: &Path,
+    scenario: &crate::scenario::Scenario,
+    bus: Option<&crate::bus::LazyBus>,
+) -> Result<usize> {
+    use crate::bus::CATALOG_BUCKET;
+    use crate::scenario::GearKind;
+    let Some(bus) = bus else { return Ok(0) };
+    let mut fetched = 0;
+    for gear in &scenario.gears {
+        let GearKind::Wasm { source: Source::Catalog(hash), .. } = &gear.kind else { continue };
+        let path = module_path(data_dir, hash);
+        if path.exists() {
+            continue;
+        }
+        let at = || format!("gear '{}'", gear.name);
+        let key = format!("{hash}.wasm");
+        let Some(bytes) = bus.with(|bus| bus.catalog_get(&key)).map_err(|e| e.context(at()))? else {
+            return Err(Error::invalid(format!(
+                "module {hash} is neither in the catalog {} nor in the bus catalog '{CATALOG_BUCKET}'",
+                data_dir.join("wasm").display()
+            ))
+            .context(at()));
+        };
+        let cluster = keys::cluster_public_key(data_dir).map_err(|e| e.context(at()))?;
+        let origin = PathBuf::from(format!("nats:{CATALOG_BUCKET}/{key}"));
+        verify::verify_cluster(&bytes[..], &cluster, Some(hash))
+            .map_err(|e| Error::verify(&origin, e).context(at()))?;
+        let _lock = DataLock::take(data_dir)?;
+        write_atomic(&path, &bytes, 0o644)?;
+        crate::logger::info(
+            "catalog",
+            &format!(
+                "{}: module {hash} fetched from the bus catalog, verified, cached at {}",
+                gear.name,
+                path.display()
+            ),
+        );
+        fetched += 1;
+    }
+    Ok(fetched)
+}

@@ -190,6 +190,38 @@ pub struct Import {
     /// one (a new node identity: every module must be imported again)
     #[argh(switch)]
     pub new_cluster_key: bool,
+    /// NATS server of the fleet: nats://HOST:PORT or tls://HOST:PORT (built with the
+    /// `nats` feature only; see README "Fleet")
+    #[argh(option)]
+    pub nats: Option<String>,
+    /// PEM file of the CA that signed the NATS server's certificate (turns TLS on)
+    #[argh(option)]
+    pub nats_ca: Option<PathBuf>,
+    /// name the NATS server's certificate must be valid for, whatever the URL's host
+    /// (default flux, fluxrig's snake.domain)
+    #[argh(option)]
+    pub nats_server_name: Option<String>,
+    /// PEM client certificate for a NATS server that requires one (with --nats-key)
+    #[argh(option)]
+    pub nats_cert: Option<PathBuf>,
+    /// PEM private key of --nats-cert
+    #[argh(option)]
+    pub nats_key: Option<PathBuf>,
+    /// NATS user name (with --nats-password-file)
+    #[argh(option)]
+    pub nats_user: Option<String>,
+    /// file holding the NATS user's password
+    #[argh(option)]
+    pub nats_password_file: Option<PathBuf>,
+    /// file holding a NATS token
+    #[argh(option)]
+    pub nats_token_file: Option<PathBuf>,
+    /// file holding a NATS nkey seed (SU...)
+    #[argh(option)]
+    pub nats_nkey: Option<PathBuf>,
+    /// NATS .creds file (user JWT and nkey seed)
+    #[argh(option)]
+    pub nats_creds: Option<PathBuf>,
     /// data folder (default ./data)
     #[argh(option, default = "default_data_dir()")]
     pub data_dir: PathBuf,
@@ -429,6 +461,38 @@ pub struct Run {
     /// run modules without checking cluster signatures or hashes (development only)
     #[argh(switch)]
     pub insecure: bool,
+    /// NATS server of the fleet: nats://HOST:PORT or tls://HOST:PORT (built with the
+    /// `nats` feature only; see README "Fleet")
+    #[argh(option)]
+    pub nats: Option<String>,
+    /// PEM file of the CA that signed the NATS server's certificate (turns TLS on)
+    #[argh(option)]
+    pub nats_ca: Option<PathBuf>,
+    /// name the NATS server's certificate must be valid for, whatever the URL's host
+    /// (default flux, fluxrig's snake.domain)
+    #[argh(option)]
+    pub nats_server_name: Option<String>,
+    /// PEM client certificate for a NATS server that requires one (with --nats-key)
+    #[argh(option)]
+    pub nats_cert: Option<PathBuf>,
+    /// PEM private key of --nats-cert
+    #[argh(option)]
+    pub nats_key: Option<PathBuf>,
+    /// NATS user name (with --nats-password-file)
+    #[argh(option)]
+    pub nats_user: Option<String>,
+    /// file holding the NATS user's password
+    #[argh(option)]
+    pub nats_password_file: Option<PathBuf>,
+    /// file holding a NATS token
+    #[argh(option)]
+    pub nats_token_file: Option<PathBuf>,
+    /// file holding a NATS nkey seed (SU...)
+    #[argh(option)]
+    pub nats_nkey: Option<PathBuf>,
+    /// NATS .creds file (user JWT and nkey seed)
+    #[argh(option)]
+    pub nats_creds: Option<PathBuf>,
     /// log format: text or json (one object per line) (default text)
     #[argh(option, default = "LogFormat::Text")]
     pub log_format: LogFormat,
@@ -456,6 +520,8 @@ pub const DATA_DIR_ENV: &str = "FLUXRIG_DATA_DIR";
 /// What the command line asks for: a command, or text to print and an exit code (help,
 /// a usage error).
 #[derive(Debug)]
+// Made once per process and moved once: boxing the command would only add a step.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// A command to run.
     Run(Top),
@@ -616,6 +682,38 @@ pub fn version_line() -> String {
         option_env!("FLUXRIG_TARGET").unwrap_or("unknown"),
         if features.is_empty() { "none".to_string() } else { features.join(", ") }
     )
+}
+
+/// The `--nats*` flags of a command, gathered (argh has no flattening).
+macro_rules! bus_flags {
+    ($c:expr) => {
+        $crate::bus::BusFlags {
+            url: $c.nats.clone(),
+            ca: $c.nats_ca.clone(),
+            server_name: $c.nats_server_name.clone(),
+            cert: $c.nats_cert.clone(),
+            key: $c.nats_key.clone(),
+            user: $c.nats_user.clone(),
+            password_file: $c.nats_password_file.clone(),
+            token_file: $c.nats_token_file.clone(),
+            nkey_file: $c.nats_nkey.clone(),
+            creds_file: $c.nats_creds.clone(),
+        }
+    };
+}
+
+impl Import {
+    /// Returns the `--nats*` flags.
+    pub fn bus_flags(&self) -> crate::bus::BusFlags {
+        bus_flags!(self)
+    }
+}
+
+impl Run {
+    /// Returns the `--nats*` flags.
+    pub fn bus_flags(&self) -> crate::bus::BusFlags {
+        bus_flags!(self)
+    }
 }
 
 #[cfg(test)]

@@ -83,7 +83,23 @@ fn sign(c: &Sign) -> Result<()> {
 }
 
 fn import(c: &Import) -> Result<()> {
+    // The bus first: an unreachable server or a module over its cap changes nothing.
+    let bus = c.bus_flags().options("fluxrig-import")?.map(|o| crate::bus::connect(&o)).transpose()?;
+    if bus.is_some() {
+        let size = std::fs::metadata(&c.file).map(|m| m.len()).unwrap_or(0);
+        if size > crate::bus::MAX_KV_VALUE_BYTES as u64 {
+            return Err(Error::invalid(format!(
+                "{}: module is {size} bytes, more than the {} bytes a value of the bus catalog '{}' may hold",
+                c.file.display(),
+                crate::bus::MAX_KV_VALUE_BYTES,
+                crate::bus::CATALOG_BUCKET
+            )));
+        }
+    }
     let done = catalog::import(&c.data_dir, &c.file, c.allow_unsigned, c.new_cluster_key)?;
+    if let Some(bus) = &bus {
+        catalog::publish(bus, &done)?;
+    }
     let vendor = match &done.vendor {
         VendorStatus::Trusted(name) => format!("vendor signature verified with trusted key '{name}'"),
         VendorStatus::UnsignedAllowed => {
@@ -94,11 +110,15 @@ fn import(c: &Import) -> Result<()> {
     say!("{}", done.hash);
     eprintln!(
         "{} {} as snake://wasm_catalog/{}.wasm\n  {vendor}\n  countersigned with the node's cluster key\n  \
-         stored at {}\n  exports {}/free/process; initial memory {} pages",
+         stored at {}{}\n  exports {}/free/process; initial memory {} pages",
         if done.already_present { "already in the catalog:" } else { "imported" },
         c.file.display(),
         done.hash,
         done.path.display(),
+        c.nats
+            .as_ref()
+            .map(|url| format!("\n  put into the bus catalog {url} bucket wasm_catalog"))
+            .unwrap_or_default(),
         done.shape.alloc_export,
         done.shape.initial_pages,
     );
@@ -652,10 +672,13 @@ fn run_rack(c: &Run) -> Result<()> {
         Checks::Verified
     };
     let budget_bytes = budget(c.memory_budget_mib)?;
+    let bus = c.bus_flags().options("fluxrig")?.map(crate::bus::LazyBus::new);
     let load = {
         let (path, data_dir) = (path.clone(), c.data_dir.clone());
         move || -> Result<plan::Plan> {
             let (_, parsed) = read_scenario(&path)?;
+            catalog::fetch_missing(&data_dir, &parsed, bus.as_ref())
+                .map_err(|e| e.context(path.display()))?;
             plan::plan(parsed, &data_dir, checks, budget_bytes).map_err(|e| e.context(path.display()))
         }
     };

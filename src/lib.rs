@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod author;
+pub mod bus;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
