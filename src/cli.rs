@@ -461,6 +461,15 @@ pub struct Run {
     /// run modules without checking cluster signatures or hashes (development only)
     #[argh(switch)]
     pub insecure: bool,
+    /// this rack's name in the fleet (a-z, 0-9, _ and -): its gears' outputs to other
+    /// racks go out on flux.msg.RACK.GEAR.out; needed when the scenario wires to or from
+    /// another rack ("rack.gear.port")
+    #[argh(option)]
+    pub rack: Option<String>,
+    /// seconds JetStream waits for a bus message's ack before it delivers it again
+    /// (default 30)
+    #[argh(option, default = "crate::bus::DEFAULT_ACK_WAIT_SECS")]
+    pub nats_ack_wait_secs: u64,
     /// NATS server of the fleet: nats://HOST:PORT or tls://HOST:PORT (built with the
     /// `nats` feature only; see README "Fleet")
     #[argh(option)]

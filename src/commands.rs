@@ -490,7 +490,7 @@ fn describe(plan: &plan::Plan) -> String {
         "scenario '{}' {} ({} gear(s), {} wire(s), worst-case memory {} KiB)",
         plan.name,
         plan.version,
-        plan.gears.len(),
+        plan.gears.iter().filter(|g| !matches!(g, plan::PlannedGear::BusInput { .. })).count(),
         plan.wires.len(),
         plan.worst_case_bytes.div_ceil(1024)
     )
@@ -672,17 +672,57 @@ fn run_rack(c: &Run) -> Result<()> {
         Checks::Verified
     };
     let budget_bytes = budget(c.memory_budget_mib)?;
-    let bus = c.bus_flags().options("fluxrig")?.map(crate::bus::LazyBus::new);
+    let rack_name = c.rack.clone().unwrap_or_else(|| "fluxrig".to_string());
+    if !valid_rack_name(&rack_name) {
+        return Err(Error::Usage(format!("--rack {rack_name:?}: a rack name is made of a-z, 0-9, _ and -")));
+    }
+    if c.nats_ack_wait_secs == 0 {
+        return Err(Error::Usage("--nats-ack-wait-secs must be at least 1".into()));
+    }
+    let bus_options = c.bus_flags().options(&rack_name)?;
+    let catalog_bus = bus_options.clone().map(crate::bus::LazyBus::new);
+    // Set once the first plan is made: a reload may not change the bus wires.
+    let wiring: std::sync::Arc<std::sync::Mutex<Option<BusWiring>>> = std::sync::Arc::default();
     let load = {
-        let (path, data_dir) = (path.clone(), c.data_dir.clone());
+        let (path, data_dir, wiring, rack) =
+            (path.clone(), c.data_dir.clone(), wiring.clone(), rack_name.clone());
         move || -> Result<plan::Plan> {
             let (_, parsed) = read_scenario(&path)?;
-            catalog::fetch_missing(&data_dir, &parsed, bus.as_ref())
+            catalog::fetch_missing(&data_dir, &parsed, catalog_bus.as_ref())
                 .map_err(|e| e.context(path.display()))?;
-            plan::plan(parsed, &data_dir, checks, budget_bytes).map_err(|e| e.context(path.display()))
+            let plan =
+                plan::plan(parsed, &data_dir, checks, budget_bytes).map_err(|e| e.context(path.display()))?;
+            let next = bus_wiring(&plan, &rack);
+            let mut first = wiring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*first {
+                Some(running) if *running != next => {
+                    return Err(Error::invalid(
+                        "the new scenario changes the wires to or from other racks; restart the rack to change them",
+                    ))
+                }
+                Some(_) => {}
+                None => *first = Some(next),
+            }
+            Ok(plan)
         }
     };
     let plan = load()?;
+    let bus = match (plan.uses_bus(), bus_options) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(Error::Usage(format!(
+                "{}: the scenario wires to or from another rack: give the bus with --nats URL (and this rack's name with --rack NAME)",
+                path.display()
+            )))
+        }
+        (true, Some(_)) if c.rack.is_none() => {
+            return Err(Error::Usage(format!(
+                "{}: the scenario wires to or from another rack: give this rack's name with --rack NAME",
+                path.display()
+            )))
+        }
+        (true, Some(options)) => Some(std::sync::Arc::new(new_link(&plan, &rack_name, options, c.nats_ack_wait_secs)?)),
+    };
     let settings = run::Settings {
         input_format: c.input_format,
         output_format: c.output_format,
@@ -698,6 +738,7 @@ fn run_rack(c: &Run) -> Result<()> {
         metrics_file: c.metrics_file.clone(),
         metrics_interval: Duration::from_secs(c.metrics_interval_secs),
         stats_json: c.stats_json.clone(),
+        bus,
     };
     let outcome = run::run(
         plan,
@@ -713,4 +754,48 @@ fn run_rack(c: &Run) -> Result<()> {
         return Err(Error::MessagesFailed(format!("{lost} message(s) failed; the log above names each one")));
     }
     Ok(())
+}
+
+/// Whether `name` is a rack name fluxrig accepts (`^[a-z0-9_-]+$`).
+fn valid_rack_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A plan's wires over the bus: (slot, subject) of its inputs and of its outputs.
+type BusWiring = (Vec<(usize, String)>, Vec<(usize, String)>);
+
+fn bus_wiring(plan: &plan::Plan, rack: &str) -> BusWiring {
+    let inputs = plan.bus_inputs().map(|(slot, subject)| (slot, subject.to_string())).collect();
+    let mut outputs: Vec<(usize, String)> =
+        plan.bus_outputs.iter().map(|(slot, gear)| (*slot, format!("flux.msg.{rack}.{gear}.out"))).collect();
+    outputs.sort();
+    (inputs, outputs)
+}
+
+#[cfg(feature = "nats")]
+fn new_link(
+    plan: &plan::Plan,
+    rack: &str,
+    options: crate::bus::BusOptions,
+    ack_wait_secs: u64,
+) -> Result<crate::bus::Link> {
+    let inputs = plan.bus_inputs().map(|(slot, subject)| (slot, subject.to_string())).collect();
+    Ok(crate::bus::Link::new(
+        rack,
+        options,
+        inputs,
+        plan.bus_outputs.clone(),
+        Duration::from_secs(ack_wait_secs),
+    ))
+}
+
+#[cfg(not(feature = "nats"))]
+fn new_link(
+    _plan: &plan::Plan,
+    _rack: &str,
+    options: crate::bus::BusOptions,
+    _secs: u64,
+) -> Result<crate::bus::Link> {
+    match crate::bus::connect(&options)? {}
 }

@@ -57,6 +57,11 @@ pub enum PlannedGear {
         /// Entrypoint, memory limit, fuel.
         config: GearConfig,
     },
+    /// Where a bus input enters: a source slot whose wire leads to the receiving gear.
+    BusInput {
+        /// The subject it consumes (`flux.msg.<rack>.<gear>.<port>`), as its name.
+        name: String,
+    },
     /// A `generate` source.
     Generate {
         /// The gear's name.
@@ -74,7 +79,7 @@ impl PlannedGear {
     /// Returns the gear's name.
     pub fn name(&self) -> &str {
         match self {
-            Self::Wasm { name, .. } | Self::Generate { name, .. } => name,
+            Self::Wasm { name, .. } | Self::Generate { name, .. } | Self::BusInput { name } => name,
         }
     }
 }
@@ -93,6 +98,23 @@ pub struct Plan {
     pub wires: Vec<Wire>,
     /// Worst-case heap of all gears, in bytes.
     pub worst_case_bytes: usize,
+    /// Slots of the gears whose `out` goes to other racks over the bus, with their names.
+    pub bus_outputs: Vec<(usize, String)>,
+}
+
+impl Plan {
+    /// Slots of the bus inputs, with the subject each consumes.
+    pub fn bus_inputs(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.gears.iter().enumerate().filter_map(|(i, g)| match g {
+            PlannedGear::BusInput { name } => Some((i, name.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Whether any wire of this plan crosses to another rack.
+    pub fn uses_bus(&self) -> bool {
+        !self.bus_outputs.is_empty() || self.bus_inputs().next().is_some()
+    }
 }
 
 /// Resolves, verifies, admits and compiles every gear of `scenario`, running none.
@@ -124,9 +146,36 @@ pub fn plan(scenario: Scenario, data_dir: &Path, checks: Checks, budget_bytes: u
         };
         gears.push(planned);
     }
-    let wires = scenario.wires.iter().map(|w| Wire { from: w.from, to: w.to }).collect();
+    let mut wires: Vec<Wire> = scenario.wires.iter().map(|w| Wire { from: w.from, to: w.to }).collect();
+    // One source slot per bus subject, after the gears, wired to every gear it feeds.
+    let mut subjects: Vec<String> = Vec::new();
+    for input in &scenario.bus_inputs {
+        let subject = input.subject();
+        let slot = match subjects.iter().position(|s| *s == subject) {
+            Some(i) => gears.len() - subjects.len() + i,
+            None => {
+                subjects.push(subject.clone());
+                gears.push(PlannedGear::BusInput { name: subject });
+                gears.len() - 1
+            }
+        };
+        wires.push(Wire { from: slot, to: input.to });
+    }
+    let bus_outputs = scenario
+        .bus_outputs
+        .iter()
+        .filter_map(|i| gears.get(*i).map(|g| (*i, g.name().to_string())))
+        .collect();
     let worst_case_bytes = budget_bytes.saturating_sub(arena.remaining());
-    Ok(Plan { name: scenario.name, version: scenario.version, engine, gears, wires, worst_case_bytes })
+    Ok(Plan {
+        name: scenario.name,
+        version: scenario.version,
+        engine,
+        gears,
+        wires,
+        worst_case_bytes,
+        bus_outputs,
+    })
 }
 
 /// Plans a rack of one gear named `name` running `module`, for `wasm call`: its input is
@@ -145,6 +194,7 @@ pub fn one_gear(name: &str, module: &VerifiedModule<Vec<u8>>, config: GearConfig
         gears,
         wires: Vec::new(),
         worst_case_bytes,
+        bus_outputs: Vec::new(),
     })
 }
 

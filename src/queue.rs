@@ -63,6 +63,11 @@ impl Default for QueueLimits {
 pub enum Origin {
     /// An input (standard input, a socket): it enters at the rack's unwired gear inputs.
     Input,
+    /// A bus input ([`crate::bus::Link`]): it enters along the wires of source slot `slot`.
+    Bus {
+        /// The bus input's slot in the running plan (bus wires do not change on reload).
+        slot: usize,
+    },
     /// The `generate` gear at `index` of the plan of `generation`.
     Generated {
         /// The plan generation ([`Queue::generation`]) the generator belongs to.
@@ -440,6 +445,7 @@ mod tests {
             gears: Vec::new(),
             wires: Vec::new(),
             worst_case_bytes: 0,
+            bus_outputs: Vec::new(),
         };
         queue.swap(crate::run::Rig::start(plan).unwrap());
         assert_eq!(queue.generation(), 1);

@@ -170,6 +170,7 @@ impl Rig {
                         .map_err(|source| Error::gear(name.clone(), source))?;
                     Slot::gear(gear, id, id_of(&format!("{name}.in")))
                 }
+                PlannedGear::BusInput { .. } => Slot::source(id),
                 PlannedGear::Generate { count, interval_ms, payload, .. } => {
                     generators.push(Generator { index, src: id, count, interval_ms, payload });
                     Slot::source(id)
@@ -237,6 +238,8 @@ pub struct Settings {
     pub metrics_interval: Duration,
     /// File to write the final statistics to as JSON (`-`: standard error).
     pub stats_json: Option<PathBuf>,
+    /// Wires to and from other racks over the bus (fleet mode).
+    pub bus: Option<Arc<crate::bus::Link>>,
 }
 
 /// Makes a new plan for a reload (SIGHUP): re-reads the scenario, verifies, admits and
@@ -261,6 +264,12 @@ struct Output {
     epoch: Instant,
     /// Each gear's `env.log` budget, by slot.
     guest_logs: Vec<LogBudget>,
+    /// The bus, and what the message being routed gives it (see [`finish_bus`]).
+    bus: Option<Arc<crate::bus::Link>>,
+    bus_work: crate::bus::Finished,
+    bus_failed: bool,
+    /// Bus messages whose outputs are in the output buffer: acked once it is flushed.
+    bus_unflushed: Vec<crate::bus::Finished>,
 }
 
 /// Most `env.log` lines one gear may write in a second; the rest are counted and reported
@@ -346,9 +355,19 @@ impl Output {
 
     fn flush(&mut self) {
         let mut writer = lock(&self.writer);
-        if let Err(e) = writer.out.flush() {
-            drop(writer);
-            self.close(&e);
+        let flushed = writer.out.flush();
+        drop(writer);
+        if let Err(e) = &flushed {
+            self.close(e);
+        }
+        // What they wrote is out (or lost with the output: then they are nak'd).
+        if let Some(bus) = &self.bus {
+            for mut work in self.bus_unflushed.drain(..) {
+                if flushed.is_err() {
+                    work.input = Some(false);
+                }
+                bus.finish(work);
+            }
         }
     }
 
@@ -377,6 +396,11 @@ impl Sink<'_> {
 impl RackSink for Sink<'_> {
     fn deliver(&mut self, delivery: Delivery) {
         match delivery {
+            Delivery::Output { from: Some(slot), msg }
+                if self.out.bus.as_ref().is_some_and(|b| b.publishes(slot)) =>
+            {
+                self.out.bus_work.publishes.push((slot, msg));
+            }
             Delivery::Output { msg, .. } => self.out.write(&msg),
             Delivery::Dropped { gear, id } => {
                 self.out.stats.dropped += 1;
@@ -386,11 +410,13 @@ impl RackSink for Sink<'_> {
                 }
             }
             Delivery::Failed { gear, id, error } => {
+                self.out.bus_failed = true;
                 self.out.stats.fail(error.blame());
                 let text = format!("message {}: {error} ({} fault)", json::uuid_string(&id), error.blame());
                 logger::error(self.name(gear), &text);
             }
             Delivery::HopLimit { gear, id } => {
+                self.out.bus_failed = true;
                 self.out.stats.hop_limit += 1;
                 let text = format!(
                     "message {} dropped: it has passed {} gears (a wiring loop?)",
@@ -400,6 +426,7 @@ impl RackSink for Sink<'_> {
                 logger::warn(self.name(gear), &text);
             }
             Delivery::QueueFull { gear, id } => {
+                self.out.bus_failed = true;
                 self.out.stats.queue_full += 1;
                 let text = format!(
                     "output {} dropped: more than {} messages queued (a fan-out loop?)",
@@ -524,6 +551,9 @@ pub fn run(
         });
     }
     inputs.extend(listeners.start(&queue));
+    if let Some(bus) = &settings.bus {
+        inputs.extend(bus.start(&queue)?);
+    }
     let mut generation = 0u64;
     spawn_generators(&mut rig, generation, &queue);
     let name = lock(&writer).name.clone();
@@ -561,6 +591,10 @@ pub fn run(
         queue: Arc::clone(&queue),
         epoch: Instant::now(),
         guest_logs: Vec::new(),
+        bus: settings.bus.clone(),
+        bus_work: crate::bus::Finished::default(),
+        bus_failed: false,
+        bus_unflushed: Vec::new(),
     };
     let mut published = Instant::now();
     loop {
@@ -584,9 +618,15 @@ pub fn run(
                     Origin::Input => Entry::Inputs,
                     // The queue refuses other generations' messages after a swap.
                     Origin::Generated { index, .. } => Entry::From(index),
+                    Origin::Bus { slot } => Entry::From(slot),
                 };
                 let Rig { rack, names, .. } = &mut rig;
+                let written = out.stats.written;
                 rack.deliver(entry, msg, clock::unix_nanos(), &mut Sink { names, out: &mut out });
+                if out.bus.is_some() {
+                    let wrote = out.stats.written != written;
+                    finish_bus(&mut out, matches!(origin, Origin::Bus { .. }), wrote);
+                }
             }
             Item::BadInput(text) => {
                 out.stats.entered += 1;
@@ -618,6 +658,9 @@ pub fn run(
     listeners.remove_files();
     report_suppressed(&mut out, &rig);
     out.flush();
+    if let Some(bus) = &settings.bus {
+        bus.close();
+    }
     publish(&snapshot, &rig, &out.stats, &shared, &listeners);
     if let Some(path) = &settings.metrics_file {
         metrics::write_file(path, &snapshot, &queue);
@@ -630,6 +673,35 @@ pub fn run(
         write_stats_json(path, &text);
     }
     Ok(Outcome { stats, signal })
+}
+
+/// Most bus messages whose outputs wait in the output buffer; past it the buffer is
+/// flushed so that they can be acked. Reason: a flush per message would cost a write(2)
+/// each; 256 keeps a killed rack's redelivery small.
+pub const MAX_UNFLUSHED_BUS_MESSAGES: usize = 256;
+
+/// Hands the bus what became of the message just routed: for a bus message, ack (every
+/// gear succeeded) or nak, and every output to publish (counted as written once handed
+/// over; the bus publishes it before it acks the input). A bus message that `wrote` to
+/// the output is handed over only once the output is flushed: an ack must not outrun
+/// the output it stands for.
+fn finish_bus(out: &mut Output, from_bus: bool, wrote: bool) {
+    let failed = std::mem::take(&mut out.bus_failed);
+    if !from_bus && out.bus_work.publishes.is_empty() {
+        return;
+    }
+    let mut work = std::mem::take(&mut out.bus_work);
+    work.input = from_bus.then_some(!failed);
+    out.stats.written += work.publishes.len() as u64;
+    out.stats.bytes_out += work.publishes.iter().map(|(_, m)| m.as_bytes().len() as u64).sum::<u64>();
+    if from_bus && wrote {
+        out.bus_unflushed.push(work);
+        if out.bus_unflushed.len() >= MAX_UNFLUSHED_BUS_MESSAGES {
+            out.flush();
+        }
+    } else if let Some(bus) = &out.bus {
+        bus.finish(work);
+    }
 }
 
 /// Reports every gear's suppressed log lines not reported yet.

@@ -2,7 +2,9 @@
 //!
 //! Schema (`spec/fluxrig-compat.md` section 6): `meta: {name, version}` or, as the
 //! tutorial writes it, top-level `name` and `version`; `gears: [{name, type, config}]`;
-//! `wires: [{from: "gear.port", to: "gear.port"}]`. Unknown keys are refused with the
+//! `wires: [{from: "gear.port", to: "gear.port", lane}]`; an end `rack.gear.port` names a
+//! gear of another rack, reached over the bus (fluxrig's guaranteed lane; `lane: hot` is
+//! refused across racks, as fluxrig does). Unknown keys are refused with the
 //! nearest known key suggested (DEPARTS from fluxrig, which ignores them: a typo such as
 //! `memory_limit_page` would silently change what runs). Duplicate keys are refused; a
 //! UTF-8 byte order mark is accepted.
@@ -120,6 +122,27 @@ pub struct Wire {
     pub to: usize,
 }
 
+/// A wire from a gear port of another rack, over the bus, into a gear of this one
+/// (`from: "rack.gear.port"`): this rack consumes `flux.msg.<rack>.<gear>.<port>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusInput {
+    /// The sending rack.
+    pub rack: String,
+    /// The sending gear.
+    pub gear: String,
+    /// The sending port.
+    pub port: String,
+    /// Index of the receiving gear here (its port is `in`).
+    pub to: usize,
+}
+
+impl BusInput {
+    /// The subject this rack consumes: `flux.msg.<rack>.<gear>.<port>`.
+    pub fn subject(&self) -> String {
+        format!("flux.msg.{}.{}.{}", self.rack, self.gear, self.port)
+    }
+}
+
 /// A parsed and checked scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scenario {
@@ -131,6 +154,11 @@ pub struct Scenario {
     pub gears: Vec<GearSpec>,
     /// Wires.
     pub wires: Vec<Wire>,
+    /// Wires from other racks over the bus, in file order, one per subject and gear.
+    pub bus_inputs: Vec<BusInput>,
+    /// Gears whose `out` goes to other racks over the bus (published on
+    /// `flux.msg.<this rack>.<gear>.out`), by index, each once.
+    pub bus_outputs: Vec<usize>,
 }
 
 impl Scenario {
@@ -207,7 +235,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Every key a scenario knows, and where it belongs, for a key found at the wrong level.
-const KEY_HOMES: [(&str, &str); 16] = [
+const KEY_HOMES: [(&str, &str); 17] = [
     ("meta", "the top of the scenario"),
     ("gears", "the top of the scenario"),
     ("wires", "the top of the scenario"),
@@ -224,6 +252,7 @@ const KEY_HOMES: [(&str, &str); 16] = [
     ("payload", "a generate gear's config"),
     ("from", "a wire"),
     ("to", "a wire"),
+    ("lane", "a wire"),
 ];
 
 /// Refuses a mapping with a key outside `known`: a key that belongs elsewhere is named with
@@ -461,10 +490,17 @@ fn parse_gear(y: &Yaml, index: usize, lines: &KeyLines) -> Result<GearSpec> {
     Ok(GearSpec { name, kind })
 }
 
-fn parse_endpoint<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
-    text.rsplit_once('.')
-        .filter(|(g, p)| !g.is_empty() && !p.is_empty())
-        .ok_or_else(|| Error::invalid(format!("wire {what} {text:?} must be \"gear.port\"")))
+/// One end of a wire: `gear.port` here, or `rack.gear.port` on another rack (the bus).
+fn parse_endpoint<'a>(text: &'a str, what: &str) -> Result<(Option<&'a str>, &'a str, &'a str)> {
+    let parts: Vec<&str> = text.split('.').collect();
+    match parts.as_slice() {
+        [g, p] if !g.is_empty() && !p.is_empty() => Ok((None, g, p)),
+        [r, g, p] if valid_name(r) && valid_name(g) && valid_name(p) => Ok((Some(r), g, p)),
+        _ => Err(Error::invalid(format!(
+            "wire {what} {text:?} must be \"gear.port\" (or \"rack.gear.port\" for a gear of another rack, \
+             names of a-z, 0-9, _ and -)"
+        ))),
+    }
 }
 
 /// Parses and checks a scenario: schema, gear names, wires.
@@ -542,18 +578,80 @@ pub fn parse(text: &str) -> Result<Scenario> {
         Ok(index)
     };
     let mut wires = Vec::new();
+    let mut bus_inputs: Vec<BusInput> = Vec::new();
+    let mut bus_outputs: Vec<usize> = Vec::new();
     for (i, w) in wires_yaml.iter().enumerate() {
-        check_keys(w, &["from", "to"], &format!("wires[{i}]"), &lines)?;
+        check_keys(w, &["from", "to", "lane"], &format!("wires[{i}]"), &lines)?;
         let from = str_of(&w["from"], &format!("wires[{i}].from"))?;
         let to = str_of(&w["to"], &format!("wires[{i}].to"))?;
-        let (fg, fp) = parse_endpoint(from, "from")?;
-        let (tg, tp) = parse_endpoint(to, "to")?;
-        let wire = Wire { from: find(fg, fp, true, from)?, to: find(tg, tp, false, to)? };
-        if !wires.contains(&wire) {
-            wires.push(wire);
+        let lane = match &w["lane"] {
+            Yaml::BadValue | Yaml::Null => None,
+            y => Some(str_of(y, &format!("wires[{i}].lane"))?),
+        };
+        let (from_rack, fg, fp) = parse_endpoint(from, "from")?;
+        let (to_rack, tg, tp) = parse_endpoint(to, "to")?;
+        let across = from_rack.is_some() || to_rack.is_some();
+        // fluxrig's lanes (C6): hot is in memory within one rack, guaranteed is the bus.
+        match (lane, across) {
+            (None, _) | (Some("hot"), false) | (Some("guaranteed"), true) => {}
+            (Some("hot"), true) => {
+                return Err(Error::invalid(format!(
+                "wires[{i}]: lane hot cannot cross racks ({from:?} to {to:?}); use lane guaranteed (the bus)"
+            )))
+            }
+            (Some("guaranteed"), false) => {
+                return Err(Error::invalid(format!(
+                    "wires[{i}]: lane guaranteed between two gears of this rack is not supported; leave \
+                     lane out (hot, in memory) or wire to another rack"
+                )))
+            }
+            (Some(other), _) => {
+                return Err(Error::invalid(format!(
+                    "wires[{i}].lane is {other:?}; it must be hot or guaranteed"
+                )))
+            }
+        }
+        match (from_rack, to_rack) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(format!(
+                "wires[{i}]: {from:?} to {to:?} joins two other racks; a rack's scenario wires its own gears"
+            )))
+            }
+            (Some(rack), None) => {
+                let input = BusInput {
+                    rack: rack.to_string(),
+                    gear: fg.to_string(),
+                    port: fp.to_string(),
+                    to: find(tg, tp, false, to)?,
+                };
+                if !bus_inputs.contains(&input) {
+                    bus_inputs.push(input);
+                }
+            }
+            (None, Some(_)) => {
+                let from = find(fg, fp, true, from)?;
+                if !bus_outputs.contains(&from) {
+                    bus_outputs.push(from);
+                }
+            }
+            (None, None) => {
+                let wire = Wire { from: find(fg, fp, true, from)?, to: find(tg, tp, false, to)? };
+                if !wires.contains(&wire) {
+                    wires.push(wire);
+                }
+            }
         }
     }
-    Ok(Scenario { name, version, gears, wires })
+    // The router hands out an output only where it has no wire: a gear's `out` goes to
+    // this rack's gears or to the bus, not both.
+    if let Some(gear) = bus_outputs.iter().find(|g| wires.iter().any(|w| w.from == **g)) {
+        return Err(Error::invalid(format!(
+            "gear '{}': its out is wired both to gears of this rack and to another rack; \
+             wire it to one or the other (add a pass-through gear to split it)",
+            gears[*gear].name
+        )));
+    }
+    Ok(Scenario { name, version, gears, wires, bus_inputs, bus_outputs })
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Fleet mode. With the `nats` feature, over a real `nats-server -js` (`crate::natsd`):
-//! connecting and the catalog over the bus ([`catalog`]). Without it, `--nats` is refused
+//! connecting and the catalog over the bus ([`catalog`]), messages between racks
+//! ([`messages`]). Without it, `--nats` is refused
 //! in one line.
 
 #[cfg(feature = "nats")]
 mod catalog;
+#[cfg(feature = "nats")]
+mod messages;
 
 #[cfg(not(feature = "nats"))]
 #[test]

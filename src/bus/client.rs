@@ -22,7 +22,7 @@ pub struct Bus {
 }
 
 /// One line from an error and its sources (async-nats nests them).
-fn one_line(e: &dyn std::error::Error) -> String {
+pub(super) fn one_line(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -48,48 +48,13 @@ impl Bus {
             .enable_all()
             .build()
             .map_err(|e| Error::invalid(format!("cannot start the NATS client's runtime: {e}")))?;
-        let timeout = Duration::from_secs(CONNECT_TIMEOUT_SECS);
-        let mut connect = async_nats::ConnectOptions::new()
-            .name(&options.name)
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout))
-            // Keep trying after a lost connection: the rack waits (bounded by its queue).
-            .max_reconnects(None);
-        if let Some((user, file)) = &options.user {
-            connect = connect.user_and_password(user.clone(), read_secret(file, "NATS password")?);
-        }
-        if let Some(file) = &options.token_file {
-            connect = connect.token(read_secret(file, "NATS token")?);
-        }
-        if let Some(file) = &options.nkey_file {
-            connect = connect.nkey(read_secret(file, "NATS nkey seed")?);
-        }
-        if let Some(file) = &options.creds_file {
-            let text = read_secret(file, "NATS creds")?;
-            connect = async_nats::ConnectOptions::with_credentials(&text)
-                .map_err(|e| {
-                    Error::invalid(format!("{}: not a NATS .creds file ({})", file.display(), one_line(&e)))
-                })?
-                .name(&options.name)
-                .connection_timeout(timeout)
-                .request_timeout(Some(timeout))
-                .max_reconnects(None);
-        }
-        let tls = options.ca.is_some() || options.client_cert.is_some() || options.url.starts_with("tls://");
-        if tls {
-            connect = connect.require_tls(true).tls_client_config(tls_config(options)?);
-        }
-        let url = options.url.clone();
-        let client = runtime
-            .block_on(async { tokio::time::timeout(timeout, connect.connect(&url)).await })
-            .map_err(|_| Error::invalid(format!("NATS server {url}: no answer in {CONNECT_TIMEOUT_SECS} s")))?
-            .map_err(|e| Error::invalid(format!("NATS server {url}: cannot connect ({})", one_line(&e))))?;
+        let client = runtime.block_on(connect_client(options))?;
         // The JetStream context spawns its acker task on the runtime.
         let js = {
             let _inside = runtime.enter();
             jetstream::new(client)
         };
-        Ok(Self { runtime, js, url })
+        Ok(Self { runtime, js, url: options.url.clone() })
     }
 
     /// Runs one request to completion, bounded by [`super::CONNECT_TIMEOUT_SECS`].
@@ -169,6 +134,49 @@ impl Bus {
             None => Ok(None),
         }
     }
+}
+
+/// Connects to the server `options` names (waiting at most [`CONNECT_TIMEOUT_SECS`]),
+/// with its TLS and credentials; inside a tokio runtime.
+///
+/// # Errors
+/// A secret or certificate file cannot be read; the server cannot be reached, refuses
+/// the credentials, or its certificate is not valid for the server name.
+pub(super) async fn connect_client(options: &BusOptions) -> Result<async_nats::Client> {
+    let timeout = Duration::from_secs(CONNECT_TIMEOUT_SECS);
+    let base = |connect: async_nats::ConnectOptions| {
+        connect
+            .name(&options.name)
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            // Keep trying after a lost connection: the rack waits (bounded by its queue).
+            .max_reconnects(None)
+    };
+    let mut connect = base(async_nats::ConnectOptions::new());
+    if let Some((user, file)) = &options.user {
+        connect = connect.user_and_password(user.clone(), read_secret(file, "NATS password")?);
+    }
+    if let Some(file) = &options.token_file {
+        connect = connect.token(read_secret(file, "NATS token")?);
+    }
+    if let Some(file) = &options.nkey_file {
+        connect = connect.nkey(read_secret(file, "NATS nkey seed")?);
+    }
+    if let Some(file) = &options.creds_file {
+        let text = read_secret(file, "NATS creds")?;
+        connect = base(async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
+            Error::invalid(format!("{}: not a NATS .creds file ({})", file.display(), one_line(&e)))
+        })?);
+    }
+    let tls = options.ca.is_some() || options.client_cert.is_some() || options.url.starts_with("tls://");
+    if tls {
+        connect = connect.require_tls(true).tls_client_config(tls_config(options)?);
+    }
+    let url = &options.url;
+    tokio::time::timeout(timeout, connect.connect(url))
+        .await
+        .map_err(|_| Error::invalid(format!("NATS server {url}: no answer in {CONNECT_TIMEOUT_SECS} s")))?
+        .map_err(|e| Error::invalid(format!("NATS server {url}: cannot connect ({})", one_line(&e))))
 }
 
 /// The TLS settings: the CA file's certificates as the only roots, the server

@@ -6,7 +6,9 @@
 //! What goes over the bus:
 //! - the catalog ([`crate::catalog::publish`], [`crate::catalog::fetch_missing`]): modules
 //!   in the JetStream key-value bucket [`CATALOG_BUCKET`] under `<hash>.wasm`, at most
-//!   [`MAX_KV_VALUE_BYTES`] each, as fluxrig v0.12 stores them.
+//!   [`MAX_KV_VALUE_BYTES`] each, as fluxrig v0.12 stores them;
+//! - messages ([`Link`], `link.rs`): wires to and from gears of other racks, on the
+//!   subjects `flux.msg.<rack>.<gear>.<port>` of the stream `flux-msg`.
 //!
 //! TLS as fluxrig's racks do it: the server certificate is checked against the CA file
 //! and the *server name* [`DEFAULT_SERVER_NAME`] (fluxrig's `snake.domain`), not the host
@@ -18,7 +20,11 @@
 #[cfg(feature = "nats")]
 mod client;
 #[cfg(feature = "nats")]
+pub mod link;
+#[cfg(feature = "nats")]
 pub use client::Bus;
+#[cfg(feature = "nats")]
+pub use link::Link;
 
 use std::path::PathBuf;
 
@@ -41,6 +47,10 @@ pub const DEFAULT_SERVER_NAME: &str = "flux";
 /// Longest wait for the server when connecting or for one request: 10 s, fluxrig's
 /// `snake.connect_timeout`.
 pub const CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// Default `--nats-ack-wait-secs`: how long JetStream waits for a bus message's ack
+/// before it delivers it again (JetStream's default, 30 s).
+pub const DEFAULT_ACK_WAIT_SECS: u64 = 30;
 
 /// Largest secret file read (password, token, nkey seed, creds file): 64 KiB.
 pub const MAX_SECRET_FILE_BYTES: usize = 64 * 1024;
@@ -149,6 +159,44 @@ impl BusFlags {
             nkey_file: self.nkey_file.clone(),
             creds_file: self.creds_file.clone(),
         }))
+    }
+}
+
+/// What the run loop made of one message, for the bus ([`Link::finish`]).
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// For a message that came from the bus: whether every gear succeeded (ack) or not
+    /// (nak). `None` for a message from another input.
+    pub input: Option<bool>,
+    /// Its outputs to publish: the slot whose `out` it left by, and the message.
+    pub publishes: Vec<(usize, fluxrig_core::MsgBytes)>,
+}
+
+/// A build without the `nats` feature has no bus link: no value of this type exists.
+#[cfg(not(feature = "nats"))]
+#[derive(Debug)]
+pub enum Link {}
+
+#[cfg(not(feature = "nats"))]
+impl Link {
+    /// Unreachable: there is no bus in this build.
+    pub fn publishes(&self, _slot: usize) -> bool {
+        match *self {}
+    }
+
+    /// Unreachable: there is no bus in this build.
+    pub fn start(&self, _queue: &std::sync::Arc<crate::queue::Queue>) -> Result<Vec<String>> {
+        match *self {}
+    }
+
+    /// Unreachable: there is no bus in this build.
+    pub fn finish(&self, _finished: Finished) {
+        match *self {}
+    }
+
+    /// Unreachable: there is no bus in this build.
+    pub fn close(&self) {
+        match *self {}
     }
 }
 

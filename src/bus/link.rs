@@ -1,0 +1,519 @@
+//! Messages over the bus (feature `nats`): a rack's wires to and from other racks, on
+//! JetStream with fluxrig's layout (`spec/fleet-nats.md` §1.3), bounded and lossless.
+//!
+//! Contract:
+//! - **Subjects.** A gear's `out` wired to another rack is published on
+//!   `flux.msg.<this rack>.<gear>.out`; a wire from `rack.gear.port` consumes
+//!   `flux.msg.<rack>.<gear>.<port>`, in the stream [`STREAM`] (created with fluxrig's
+//!   settings if it does not exist).
+//! - **Publish.** Body: the message's canonical CBOR, as the gear returned it (meta,
+//!   `traceparent` included, passes through). Header `Nats-Msg-Id:
+//!   <id>-<hops>-<subject>` (C4), so JetStream drops a duplicate of a publish retried
+//!   after a lost PubAck or a redelivered input. A publish is retried, same id, until its
+//!   PubAck arrives.
+//! - **Consume.** One durable pull consumer per subject (`fluxedge-<rack>-<subject parts>`,
+//!   explicit ack, [`MAX_DELIVER`] deliveries, [`MAX_ACK_PENDING`] pending, `--nats-ack-wait-secs`):
+//!   a rack restarted after a crash gets what it had not acknowledged (DEPARTS from
+//!   fluxrig's ephemeral `DeliverNew` consumers, which lose them).
+//! - **Bounded.** Credits equal to the rack's queue limit (at most [`MAX_ACK_PENDING`]):
+//!   a message is fetched only with a free credit, and its credit comes back only when it
+//!   is acknowledged, so the rack never holds more bus messages than its queue takes.
+//! - **Acknowledged after success.** A bus message is acked only after every gear it went
+//!   through succeeded and every output it made was published and acknowledged by
+//!   JetStream; a gear fault (or a hop or queue limit) naks it (redelivered at once, up to
+//!   [`MAX_DELIVER`] deliveries); bytes that are not a fluxMsg are terminated (`+TERM`)
+//!   with a log line.
+//! - **Sync probes** (flags bit 0) on a consumed subject are acked and never delivered to
+//!   a gear; at start the rack publishes one probe on each subject it consumes and logs
+//!   when it comes back (the subject is live). A probe from any other input is data.
+//! - **Stop.** Fetching stops with the rack's inputs; [`Link::close`] waits (at most
+//!   [`DRAIN_SECS`]) for every publish and acknowledgement in flight.
+//!
+//! Pairing: bus messages enter the rack's FIFO queue from one pushing thread, so the run
+//! loop finishes them in the order they were fetched; [`Link::finish`] pairs each with the
+//! oldest one not finished yet.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use fluxrig_core::message::{FluxMsg, FLAG_SYNC_PROBE};
+use fluxrig_core::MsgBytes;
+use futures_util::StreamExt;
+
+use super::{BusOptions, Finished, CONNECT_TIMEOUT_SECS};
+use crate::error::{Error, Result};
+use crate::logger;
+use crate::queue::{Flow, Item, Origin, Queue};
+
+/// The stream of data-plane messages: fluxrig's `snake.stream_name`.
+pub const STREAM: &str = "flux-msg";
+/// The subjects of [`STREAM`] when this rack creates it, as fluxrig's Mixer does.
+pub const STREAM_SUBJECTS: [&str; 4] = ["flux.msg.>", "flux.agent.>", "flux.rack.>", "flux.ctrl.>"];
+/// Deliveries of one message before JetStream gives up on it: fluxrig's
+/// `maxGuaranteedRedeliveries` (5 attempts in all).
+pub const MAX_DELIVER: i64 = 5;
+/// Most messages a consumer has delivered and not seen acknowledged: fluxrig's value.
+pub const MAX_ACK_PENDING: usize = 10_000;
+/// Most messages asked for in one pull.
+pub const MAX_FETCH_BATCH: usize = 256;
+/// How long one pull waits for messages before it is asked again: 1 s (so that a stop
+/// is seen within a second).
+pub const FETCH_EXPIRES_MILLIS: u64 = 1000;
+/// Longest wait, when the rack stops, for publishes and acknowledgements in flight.
+pub const DRAIN_SECS: u64 = 30;
+/// Pause between two tries of a publish whose PubAck did not come.
+pub const PUBLISH_RETRY_MILLIS: u64 = 200;
+
+enum Work {
+    Finished(Finished),
+    Close,
+}
+
+/// Counters, logged when the link closes.
+#[derive(Default)]
+struct Counts {
+    published: AtomicUsize,
+    acked: AtomicUsize,
+    naked: AtomicUsize,
+    terminated: AtomicUsize,
+    probes: AtomicUsize,
+    unpublished: AtomicUsize,
+}
+
+/// A rack's wires over the bus. See the module docs.
+pub struct Link {
+    rack: String,
+    /// (slot, subject) of each bus input.
+    inputs: Vec<(usize, String)>,
+    /// subject of each bus output, by slot.
+    outputs: HashMap<usize, String>,
+    options: BusOptions,
+    ack_wait: Duration,
+    work: Mutex<Option<tokio::sync::mpsc::Sender<Work>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counts: Arc<Counts>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("rack", &self.rack).field("inputs", &self.inputs).finish()
+    }
+}
+
+impl Link {
+    /// A link for rack `rack` with these bus inputs (slot, subject) and outputs (slot,
+    /// gear name); nothing is connected until [`Link::start`].
+    pub fn new(
+        rack: &str,
+        options: BusOptions,
+        inputs: Vec<(usize, String)>,
+        outputs: Vec<(usize, String)>,
+        ack_wait: Duration,
+    ) -> Self {
+        let outputs =
+            outputs.into_iter().map(|(slot, gear)| (slot, format!("flux.msg.{rack}.{gear}.out"))).collect();
+        Self {
+            rack: rack.to_string(),
+            inputs,
+            outputs,
+            options,
+            ack_wait,
+            work: Mutex::new(None),
+            thread: Mutex::new(None),
+            counts: Arc::default(),
+        }
+    }
+
+    /// Whether slot `slot`'s `out` goes to the bus.
+    pub fn publishes(&self, slot: usize) -> bool {
+        self.outputs.contains_key(&slot)
+    }
+
+    /// Connects, makes sure of the stream and the consumers, and starts fetching into
+    /// `queue` (bounded by its message limit) on a thread of its own. Returns the inputs'
+    /// names for the rack's start line.
+    ///
+    /// # Errors
+    /// The server cannot be reached, or refuses the stream or a consumer.
+    pub fn start(&self, queue: &Arc<Queue>) -> Result<Vec<String>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot start the NATS client's runtime: {e}")))?;
+        let client = runtime.block_on(super::client::connect_client(&self.options))?;
+        // The JetStream context spawns its acker task on the runtime.
+        let js = {
+            let _inside = runtime.enter();
+            jetstream::new(client)
+        };
+        let url = self.options.url.clone();
+        let fail = |what: String, e: &dyn std::error::Error| {
+            Error::invalid(format!("NATS server {url}: {what}: {}", super::client::one_line(e)))
+        };
+        let timeout = Duration::from_secs(CONNECT_TIMEOUT_SECS);
+        let consumers = runtime.block_on(async {
+            let config = stream::Config {
+                name: STREAM.to_string(),
+                subjects: STREAM_SUBJECTS.iter().map(|s| s.to_string()).collect(),
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                num_replicas: 1,
+                max_age: Duration::from_secs(24 * 3600),
+                max_bytes: 1024 * 1024 * 1024,
+                ..stream::Config::default()
+            };
+            let stream = tokio::time::timeout(timeout, js.get_or_create_stream(config))
+                .await
+                .map_err(|_| Error::invalid(format!("NATS server {url}: stream {STREAM}: no answer")))?
+                .map_err(|e| fail(format!("stream {STREAM}"), &e))?;
+            let mut consumers = Vec::new();
+            for (slot, subject) in &self.inputs {
+                let durable = format!(
+                    "fluxedge-{}-{}",
+                    self.rack,
+                    subject.trim_start_matches("flux.msg.").replace('.', "-")
+                );
+                let config = consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: subject.clone(),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
+                    max_deliver: MAX_DELIVER,
+                    max_ack_pending: MAX_ACK_PENDING as i64,
+                    ..consumer::pull::Config::default()
+                };
+                let consumer: consumer::PullConsumer =
+                    tokio::time::timeout(timeout, stream.get_or_create_consumer(&durable, config))
+                        .await
+                        .map_err(|_| {
+                            Error::invalid(format!("NATS server {url}: consumer {durable}: no answer"))
+                        })?
+                        .map_err(|e| fail(format!("consumer {durable} on {subject}"), &e))?;
+                consumers.push((*slot, subject.clone(), consumer));
+            }
+            Ok::<_, Error>(consumers)
+        })?;
+        let names = self.inputs.iter().map(|(_, s)| format!("bus {s}")).collect();
+        let credits = queue.limits().messages.clamp(1, MAX_ACK_PENDING);
+        let (work_tx, work_rx) = tokio::sync::mpsc::channel(credits.max(64));
+        *self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(work_tx);
+        // Registered now, before the run loop first looks at the queue: a rack fed only by
+        // the bus serves until it is stopped.
+        let producer = (!consumers.is_empty()).then(|| queue.producer());
+        let shared = Shared {
+            js,
+            queue: Arc::clone(queue),
+            credits: Arc::new(tokio::sync::Semaphore::new(credits)),
+            pending: Arc::new(Mutex::new(VecDeque::new())),
+            outputs: self.outputs.clone(),
+            counts: Arc::clone(&self.counts),
+            closing: Arc::new(AtomicBool::new(false)),
+        };
+        let thread = std::thread::Builder::new()
+            .name("bus".into())
+            .spawn(move || runtime.block_on(drive(shared, consumers, producer, work_rx)))
+            .map_err(|e| Error::invalid(format!("cannot start the bus thread: {e}")))?;
+        *self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
+        Ok(names)
+    }
+
+    /// Hands the bus what became of one message (its ack and outputs); waits while the
+    /// bus has [`Link::start`]'s credits of work queued (backpressure on the run loop).
+    pub fn finish(&self, finished: Finished) {
+        let sender = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match sender {
+            Some(sender) => {
+                if sender.blocking_send(Work::Finished(finished)).is_err() {
+                    logger::error(
+                        "bus",
+                        "the bus thread has stopped; an output or acknowledgement is not sent",
+                    );
+                }
+            }
+            None => logger::error("bus", "the bus is not started; an output or acknowledgement is not sent"),
+        }
+    }
+
+    /// Stops fetching, waits (at most [`DRAIN_SECS`]) for every publish and
+    /// acknowledgement in flight, and logs the counts.
+    pub fn close(&self) {
+        let sender = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(sender) = sender {
+            let _ = sender.blocking_send(Work::Close);
+        }
+        if let Some(thread) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = thread.join();
+        }
+        let c = &self.counts;
+        let n = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        logger::info(
+            "bus",
+            &format!(
+                "{} published, {} acked, {} nak'd, {} terminated (not fluxMsgs), {} sync probe(s) seen, {} output(s) not published",
+                n(&c.published),
+                n(&c.acked),
+                n(&c.naked),
+                n(&c.terminated),
+                n(&c.probes),
+                n(&c.unpublished)
+            ),
+        );
+    }
+}
+
+/// What the bus thread's tasks share.
+#[derive(Clone)]
+struct Shared {
+    js: jetstream::Context,
+    queue: Arc<Queue>,
+    /// One per message fetched and not finished yet.
+    credits: Arc<tokio::sync::Semaphore>,
+    /// Acknowledgers of the bus messages pushed and not finished, oldest first.
+    pending: Arc<Mutex<VecDeque<jetstream::message::Acker>>>,
+    outputs: HashMap<usize, String>,
+    counts: Arc<Counts>,
+    closing: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The bus thread: fetch loops, the pushing thread, and the finishing of messages.
+async fn drive(
+    shared: Shared,
+    consumers: Vec<(usize, String, consumer::PullConsumer)>,
+    producer: Option<crate::queue::Producer>,
+    mut work: tokio::sync::mpsc::Receiver<Work>,
+) {
+    // Fetched messages go to the queue from one plain thread: a push may wait for room,
+    // which must not stall this runtime.
+    let (push_tx, push_rx) = std::sync::mpsc::sync_channel::<(usize, MsgBytes, jetstream::message::Acker)>(
+        shared.credits.available_permits(),
+    );
+    let pusher = producer.map(|producer| {
+        let pending = Arc::clone(&shared.pending);
+        std::thread::spawn(move || {
+            for (slot, msg, acker) in push_rx {
+                lock(&pending).push_back(acker);
+                if producer.push(Item::Message(Origin::Bus { slot }, msg)) == Flow::Refused {
+                    // The rack has finished: left unacknowledged, redelivered to its next run.
+                    lock(&pending).pop_back();
+                }
+            }
+        })
+    });
+    let mut fetchers = tokio::task::JoinSet::new();
+    for (slot, subject, consumer) in consumers {
+        publish_probe(&shared.js, &subject).await;
+        fetchers.spawn(fetch(shared.clone(), slot, subject, consumer, push_tx.clone()));
+    }
+    drop(push_tx);
+    let mut finishing = tokio::task::JoinSet::new();
+    while let Some(item) = work.recv().await {
+        match item {
+            Work::Finished(done) => {
+                let acker = match done.input {
+                    Some(_) => lock(&shared.pending).pop_front(),
+                    None => None,
+                };
+                finishing.spawn(finish(shared.clone(), done, acker));
+                // Reap what is done, so the set stays as small as the work in flight.
+                while finishing.try_join_next().is_some() {}
+            }
+            Work::Close => break,
+        }
+    }
+    shared.closing.store(true, Ordering::Relaxed);
+    let drain = async {
+        while fetchers.join_next().await.is_some() {}
+        while finishing.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(Duration::from_secs(DRAIN_SECS), drain).await.is_err() {
+        logger::warn("bus", &format!("publishes or acknowledgements still in flight after {DRAIN_SECS} s: left to JetStream's redelivery"));
+    }
+    if let Some(pusher) = pusher {
+        let _ = pusher.join();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS), shared.js.client().flush()).await;
+}
+
+/// Publishes a sync probe (flags bit 0, fresh id, nothing else) on `subject`.
+async fn publish_probe(js: &jetstream::Context, subject: &str) {
+    let mut probe = FluxMsg::with_raw(crate::clock::new_uuid_v7(), crate::clock::unix_nanos(), Vec::new());
+    probe.raw = None;
+    probe.flags = FLAG_SYNC_PROBE;
+    let msg = MsgBytes::from_msg(&probe);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id(&msg, subject).as_str());
+    let sent =
+        js.publish_with_headers(subject.to_string(), headers, bytes::Bytes::from(msg.into_bytes())).await;
+    if let Err(e) = sent {
+        logger::warn("bus", &format!("sync probe on {subject}: {}", super::client::one_line(&e)));
+    }
+}
+
+/// `Nats-Msg-Id = <id>-<hops>-<subject>` (fluxrig v0.12, C4).
+fn msg_id(msg: &MsgBytes, subject: &str) -> String {
+    format!("{}-{}-{}", crate::json::uuid_string(&msg.id()), msg.hop_count(), subject)
+}
+
+/// One subject's fetch loop: pull as many messages as there are free credits, hand them
+/// to the pushing thread; ack probes, terminate what is not a fluxMsg.
+async fn fetch(
+    shared: Shared,
+    slot: usize,
+    subject: String,
+    consumer: consumer::PullConsumer,
+    push: std::sync::mpsc::SyncSender<(usize, MsgBytes, jetstream::message::Acker)>,
+) {
+    let mut live = false;
+    while !shared.closing.load(Ordering::Relaxed) && !shared.queue.is_stopping() {
+        let Ok(first) = shared.credits.acquire().await else { return };
+        first.forget();
+        let mut taken = 1usize;
+        while taken < MAX_FETCH_BATCH {
+            match shared.credits.try_acquire() {
+                Ok(permit) => {
+                    permit.forget();
+                    taken += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let batch = consumer
+            .fetch()
+            .max_messages(taken)
+            .expires(Duration::from_millis(FETCH_EXPIRES_MILLIS))
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                shared.credits.add_permits(taken);
+                logger::log(
+                    fluxrig_core::abi::LogLevel::Debug,
+                    "bus",
+                    &format!("fetch {subject}: {}", super::client::one_line(&e)),
+                );
+                tokio::time::sleep(Duration::from_millis(PUBLISH_RETRY_MILLIS)).await;
+                continue;
+            }
+        };
+        let mut used = 0usize;
+        while let Some(message) = batch.next().await {
+            let Ok(message) = message else { break };
+            let (message, acker) = message.split();
+            let checked = MsgBytes::check(message.payload.to_vec());
+            match checked {
+                Ok(msg) if msg.flags() & FLAG_SYNC_PROBE != 0 => {
+                    shared.counts.probes.fetch_add(1, Ordering::Relaxed);
+                    let _ = acker.ack().await;
+                    if !live {
+                        live = true;
+                        logger::info("bus", &format!("{subject}: sync probe seen, the subject is live"));
+                    }
+                }
+                Ok(msg) => {
+                    used += 1;
+                    // The pushing thread takes as many as there are credits: no wait here.
+                    if push.send((slot, msg, acker)).is_err() {
+                        shared.credits.add_permits(taken - used + 1);
+                        return;
+                    }
+                }
+                Err(e) => {
+                    shared.counts.terminated.fetch_add(1, Ordering::Relaxed);
+                    logger::warn(
+                        "bus",
+                        &format!(
+                            "{subject}: a message of {} bytes is not a fluxMsg ({e}); terminated",
+                            message.payload.len()
+                        ),
+                    );
+                    let _ = acker.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        shared.credits.add_permits(taken - used);
+    }
+}
+
+/// Publishes one message's outputs (each until JetStream acknowledges it), then acks or
+/// naks the bus message it came from, then gives its credit back.
+async fn finish(shared: Shared, done: Finished, acker: Option<jetstream::message::Acker>) {
+    let mut all_published = true;
+    for (slot, msg) in done.publishes {
+        let Some(subject) = shared.outputs.get(&slot) else { continue };
+        if publish(&shared, subject, msg).await {
+            shared.counts.published.fetch_add(1, Ordering::Relaxed);
+        } else {
+            all_published = false;
+            shared.counts.unpublished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if done.input.is_none() {
+        return;
+    }
+    let Some(acker) = acker else {
+        logger::error("bus", "a bus message finished with nothing to acknowledge (a pairing error)");
+        shared.credits.add_permits(1);
+        return;
+    };
+    match done.input {
+        Some(true) if all_published => {
+            if acker.ack().await.is_ok() {
+                shared.counts.acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Not all published (the rack is stopping, the server gone): redelivered later.
+        Some(true) => {}
+        _ => {
+            if acker.ack_with(AckKind::Nak(None)).await.is_ok() {
+                shared.counts.naked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    shared.credits.add_permits(1);
+}
+
+/// Publishes `msg` on `subject` until JetStream acknowledges it; gives up only when the
+/// link is closing and [`DRAIN_SECS`] have passed (the caller then leaves its input
+/// unacknowledged). Returns whether it was acknowledged.
+async fn publish(shared: &Shared, subject: &str, msg: MsgBytes) -> bool {
+    let id = msg_id(&msg, subject);
+    let payload = bytes::Bytes::from(msg.into_bytes());
+    let mut warned = false;
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let sent = shared.js.publish_with_headers(subject.to_string(), headers, payload.clone()).await;
+        let error = match sent {
+            Ok(ack) => match ack.await {
+                Ok(_) => {
+                    if warned {
+                        logger::info("bus", &format!("{subject}: publishing again"));
+                    }
+                    return true;
+                }
+                Err(e) => super::client::one_line(&e),
+            },
+            Err(e) => super::client::one_line(&e),
+        };
+        if !warned {
+            logger::warn("bus", &format!("{subject}: publish not acknowledged ({error}); retrying"));
+            warned = true;
+        }
+        if shared.closing.load(Ordering::Relaxed)
+            && shared.js.client().connection_state() != async_nats::connection::State::Connected
+        {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(PUBLISH_RETRY_MILLIS)).await;
+    }
+}

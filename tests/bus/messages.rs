@@ -1,0 +1,308 @@
+//! Messages between racks over a real `nats-server -js`: fluxrig's subjects and headers,
+//! two racks exchanging [`EXCHANGED`] messages with none lost or duplicated, the server
+//! killed and restarted mid-stream (every message once in the stream), a rack killed with
+//! messages in flight (redelivered to it on restart), nak on a gear fault up to
+//! `MaxDeliver` 5, term on bytes that are not a fluxMsg, sync probes never delivered.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use fluxrig_core::MsgBytes;
+use futures_util::StreamExt;
+
+use crate::natsd::NatsServer;
+use crate::util::*;
+
+/// Messages the two-rack test exchanges: the 100,000 (about 10 s in a debug
+/// build on a shared 2-core machine).
+const EXCHANGED: u64 = 100_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Every message of the stream `flux-msg` on `subject`: (Nats-Msg-Id, raw payload text).
+fn stream_messages(url: &str, subject: &str) -> Vec<(String, String)> {
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(url).await.unwrap());
+        let stream = js.get_stream("flux-msg").await.unwrap();
+        let consumer: consumer::PullConsumer = stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: subject.to_string(),
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1000)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .unwrap();
+            let mut got = 0;
+            while let Some(m) = batch.next().await {
+                let m = m.unwrap();
+                got += 1;
+                let id =
+                    m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap();
+                let msg = MsgBytes::check(m.payload.to_vec()).unwrap().to_msg();
+                out.push((id, String::from_utf8(msg.raw.unwrap_or_default()).unwrap()));
+            }
+            if got == 0 {
+                return out;
+            }
+        }
+    })
+}
+
+/// How many messages the stream holds on `subject` (0 while the server is down).
+fn stream_count(url: &str, subject: &str) -> u64 {
+    runtime().block_on(async {
+        let Ok(client) = async_nats::connect(url).await else { return 0 };
+        let js = jetstream::new(client);
+        let Ok(stream) = js.get_stream("flux-msg").await else { return 0 };
+        let Ok(info) = stream.info_with_subjects(subject).await else { return 0 };
+        let mut total = 0;
+        let mut subjects = info;
+        while let Some(Ok((_, n))) = subjects.next().await {
+            total += n as u64;
+        }
+        total
+    })
+}
+
+/// Publishes raw `bytes` on `subject` with JetStream.
+fn publish_raw(url: &str, subject: &str, bytes: Vec<u8>) {
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(url).await.unwrap());
+        js.publish(subject.to_string(), bytes.into()).await.unwrap().await.unwrap();
+    });
+}
+
+/// Rack `a`: `count` generated messages "m{n}" out to rack `b`'s gear `pass`.
+fn rack_a(d: &Dir, count: u64) {
+    d.write(
+        "a.yaml",
+        format!(
+            "name: a\nversion: '1'\ngears:\n  - {{name: gen, type: generate, config: {{count: {count}, interval_ms: 0, payload: 'm{{n}}'}}}}\nwires:\n  - {{from: gen.out, to: b.pass.in}}\n"
+        ),
+    );
+}
+
+/// Rack `b`: gear `pass` (module `hash`) fed by rack `a`'s `gen`; its output goes to
+/// standard output, or with `onward` to rack `c` over the bus.
+fn rack_b(d: &Dir, hash: &str, onward: bool) {
+    let out = if onward { "\n  - {from: pass.out, to: c.sink.in}" } else { "" };
+    d.write(
+        "b.yaml",
+        format!(
+            "name: b\nversion: '1'\ngears:\n  - {{name: pass, type: wasm, config: {{source: 'snake://wasm_catalog/{hash}.wasm'}}}}\nwires:\n  - {{from: a.gen.out, to: pass.in, lane: guaranteed}}{out}\n"
+        ),
+    );
+}
+
+fn run_args<'a>(rack: &'a str, yaml: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec!["run", "--scenario", yaml, "--rack", rack, "--nats", url, "--data-dir", "data"]
+}
+
+/// The raw texts of the JSON lines `out`, checking each id appears once.
+fn outputs(out: &str) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    out.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(ids.insert(v["id"].as_str().unwrap().to_string()), "duplicate output: {line}");
+            v["raw_text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn expected(count: u64) -> BTreeSet<String> {
+    (1..=count).map(|n| format!("m{n}")).collect()
+}
+
+#[test]
+fn two_racks_exchange_messages_none_lost_or_duplicated() {
+    let d = Dir::new("bus-exchange");
+    let server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    rack_a(&d, EXCHANGED);
+    rack_b(&d, &hash, false);
+    let b = d.spawn(&run_args("b", "b.yaml", &url));
+    b.wait_for_log("flux.msg.a.gen.out: sync probe seen, the subject is live");
+    let started = Instant::now();
+    let a = d.run(&run_args("a", "a.yaml", &url), b"");
+    a.ok();
+    assert!(a.stderr().contains(&format!("bus: {EXCHANGED} published")), "{}", a.stderr());
+    b.wait_for_lines(EXCHANGED as usize);
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{EXCHANGED} messages between two racks in {seconds:.2} s: {:.0}/s",
+        EXCHANGED as f64 / seconds
+    );
+    b.signal("TERM");
+    let (code, out, err) = b.wait();
+    assert_eq!(code, 0, "{err}");
+    let got = outputs(&out);
+    assert_eq!(got.len() as u64, EXCHANGED);
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(EXCHANGED));
+    assert!(err.contains(&format!("bus: 0 published, {EXCHANGED} acked, 0 nak'd")), "{err}");
+    // fluxrig's layout: subject flux.msg.<rack>.<gear>.<port>, Nats-Msg-Id <id>-<hops>-<subject>.
+    let stored = stream_messages(&url, "flux.msg.a.gen.out");
+    let data: Vec<_> = stored.iter().filter(|(_, raw)| !raw.is_empty()).collect();
+    assert_eq!(data.len() as u64, EXCHANGED);
+    let (id, _) = data[0];
+    assert!(id.ends_with("-0-flux.msg.a.gen.out") && id.len() == 36 + "-0-flux.msg.a.gen.out".len(), "{id}");
+}
+
+#[test]
+fn the_server_killed_and_restarted_mid_stream_every_message_arrives_exactly_once() {
+    const COUNT: u64 = 20_000;
+    let d = Dir::new("bus-server-restart");
+    let mut server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    rack_a(&d, COUNT);
+    rack_b(&d, &hash, true);
+    let b = d.spawn(&run_args("b", "b.yaml", &url));
+    b.wait_for_log("sync probe seen");
+    let a = d.spawn(&run_args("a", "a.yaml", &url));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_count(&url, "flux.msg.b.pass.out") < COUNT / 10 {
+        assert!(Instant::now() < deadline, "rack b published nothing: {}", b.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    server.restart();
+    let (code, _, a_err) = a.wait();
+    assert_eq!(code, 0, "{a_err}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_count(&url, "flux.msg.b.pass.out") < COUNT {
+        assert!(Instant::now() < deadline, "rack b is stuck: {}", b.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.signal("TERM");
+    let (code, _, err) = b.wait();
+    assert_eq!(code, 0, "{err}");
+    for subject in ["flux.msg.a.gen.out", "flux.msg.b.pass.out"] {
+        let stored: Vec<_> =
+            stream_messages(&url, subject).into_iter().filter(|(_, raw)| !raw.is_empty()).collect();
+        let texts: BTreeSet<_> = stored.iter().map(|(_, raw)| raw.clone()).collect();
+        assert_eq!(
+            stored.len() as u64,
+            COUNT,
+            "{subject}: {} stored, {} distinct",
+            stored.len(),
+            texts.len()
+        );
+        assert_eq!(texts, expected(COUNT), "{subject}");
+    }
+    eprintln!(
+        "server killed mid-stream: {COUNT} messages, each once on both subjects; rack b: {}",
+        err.lines().find(|l| l.contains("bus: ")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn a_rack_killed_with_messages_in_flight_gets_them_again_on_restart() {
+    const COUNT: u64 = 2000;
+    let d = Dir::new("bus-rack-restart");
+    let server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    // About 1 million fuel units a message: slow enough to be killed mid-stream.
+    let hash = import_unsigned(&d, "slow.wasm", &slow_gear(200_000));
+    rack_a(&d, COUNT);
+    rack_b(&d, &hash, false);
+    let mut args = run_args("b", "b.yaml", &url);
+    args.extend(["--nats-ack-wait-secs", "2", "--queue-messages", "64"]);
+    let b = d.spawn(&args);
+    b.wait_for_log("sync probe seen");
+    d.run(&run_args("a", "a.yaml", &url), b"").ok();
+    b.wait_for_lines(100);
+    // SIGKILL: what it fetched and did not finish is not acknowledged.
+    b.signal("KILL");
+    let (_, first, _) = b.wait();
+    let first: BTreeSet<String> = outputs(&first).into_iter().collect();
+    assert!((first.len() as u64) < COUNT, "the rack finished before it was killed");
+    let b = d.spawn(&args);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut second;
+    loop {
+        second = outputs(&b.stdout()).into_iter().collect::<BTreeSet<String>>();
+        if first.union(&second).count() as u64 == COUNT {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} + {} of {COUNT} after a restart: {}",
+            first.len(),
+            second.len(),
+            b.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.signal("TERM");
+    let (code, _, err) = b.wait();
+    assert_eq!(code, 0, "{err}");
+    // Everything the first run had not written came from the second one: the messages in
+    // flight when it was killed (fetched, queued or in the gear) were delivered again.
+    assert_eq!(first.union(&second).cloned().collect::<BTreeSet<_>>(), expected(COUNT));
+    let again = first.intersection(&second).count();
+    eprintln!(
+        "rack killed after {} of {COUNT}: the restarted rack wrote {} ({again} written by both: finished but not acknowledged when killed)",
+        first.len(),
+        second.len()
+    );
+}
+
+#[test]
+fn a_gear_fault_naks_up_to_five_deliveries_and_junk_is_terminated_probes_never_reach_gears() {
+    let d = Dir::new("bus-nak");
+    let server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    let hash = import_unsigned(&d, "picky.wasm", &picky_gear());
+    rack_b(&d, &hash, false);
+    let b = d.spawn(&run_args("b", "b.yaml", &url));
+    b.wait_for_log("sync probe seen");
+    let subject = "flux.msg.a.gen.out";
+    let message = |raw: &str, flags: u32| {
+        let mut msg = fluxrig_core::message::FluxMsg::with_raw([7; 16], 1, raw.as_bytes().to_vec());
+        msg.flags = flags;
+        MsgBytes::from_msg(&msg).into_bytes()
+    };
+    publish_raw(&url, subject, message("trap", 0));
+    publish_raw(&url, subject, b"not cbor at all".to_vec());
+    publish_raw(&url, subject, message("a probe from elsewhere", 1));
+    publish_raw(&url, subject, message("fine", 0));
+    b.wait_for_lines(1);
+    b.wait_for_log("terminated");
+    // Five deliveries of the trapping message, then JetStream gives up on it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.stderr().matches("trapped: unreachable").count() < 5 {
+        assert!(Instant::now() < deadline, "{}", b.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    b.signal("TERM");
+    let (code, out, err) = b.wait();
+    assert_eq!(code, 4, "some messages failed: {err}");
+    assert_eq!(err.matches("trapped: unreachable").count(), 5, "{err}");
+    assert!(err.contains("is not a fluxMsg") && err.contains("terminated"), "{err}");
+    assert!(
+        err.contains("bus: 0 published, 1 acked, 5 nak'd, 1 terminated (not fluxMsgs), 2 sync probe(s) seen"),
+        "{err}"
+    );
+    assert_eq!(outputs(&out), ["fine"], "the probe never reached the gear");
+    // A probe from standard input is data: the gear gets it.
+    d.write("stdin.yaml", scenario_with(&format!("snake://wasm_catalog/{hash}.wasm"), ""));
+    let run = d.run(&["run", "--scenario", "stdin.yaml"], b"{\"flags\":1,\"raw\":\"aGk=\"}\n");
+    run.ok();
+    assert_eq!(outputs(&run.stdout()), ["hi"]);
+}
