@@ -297,13 +297,14 @@ async fn drive(
         shared.credits.available_permits(),
     );
     let pusher = producer.map(|producer| {
-        let pending = Arc::clone(&shared.pending);
+        let (pending, credits) = (Arc::clone(&shared.pending), Arc::clone(&shared.credits));
         std::thread::spawn(move || {
             for (slot, msg, acker) in push_rx {
                 lock(&pending).push_back(acker);
                 if producer.push(Item::Message(Origin::Bus { slot }, msg)) == Flow::Refused {
                     // The rack has finished: left unacknowledged, redelivered to its next run.
                     lock(&pending).pop_back();
+                    credits.add_permits(1);
                 }
             }
         })
@@ -330,6 +331,8 @@ async fn drive(
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
+    // A fetch loop waiting for a credit stops now.
+    shared.credits.close();
     let drain = async {
         while fetchers.join_next().await.is_some() {}
         while finishing.join_next().await.is_some() {}

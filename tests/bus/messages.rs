@@ -84,12 +84,13 @@ fn publish_raw(url: &str, subject: &str, bytes: Vec<u8>) {
     });
 }
 
-/// Rack `a`: `count` generated messages "m{n}" out to rack `b`'s gear `pass`.
-fn rack_a(d: &Dir, count: u64) {
+/// Rack `a`: `count` generated messages "m{n}", `interval_ms` apart, out to rack `b`'s
+/// gear `pass`.
+fn rack_a(d: &Dir, count: u64, interval_ms: u64) {
     d.write(
         "a.yaml",
         format!(
-            "name: a\nversion: '1'\ngears:\n  - {{name: gen, type: generate, config: {{count: {count}, interval_ms: 0, payload: 'm{{n}}'}}}}\nwires:\n  - {{from: gen.out, to: b.pass.in}}\n"
+            "name: a\nversion: '1'\ngears:\n  - {{name: gen, type: generate, config: {{count: {count}, interval_ms: {interval_ms}, payload: 'm{{n}}'}}}}\nwires:\n  - {{from: gen.out, to: b.pass.in}}\n"
         ),
     );
 }
@@ -108,6 +109,15 @@ fn rack_b(d: &Dir, hash: &str, onward: bool) {
 
 fn run_args<'a>(rack: &'a str, yaml: &'a str, url: &'a str) -> Vec<&'a str> {
     vec!["run", "--scenario", yaml, "--rack", rack, "--nats", url, "--data-dir", "data"]
+}
+
+/// The raw texts of the JSON lines `out`, duplicates included (at least once: a message
+/// whose ack wait passes while it waits in the rack is delivered again).
+fn texts(out: &str) -> BTreeSet<String> {
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|v| v["raw_text"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The raw texts of the JSON lines `out`, checking each id appears once.
@@ -132,7 +142,7 @@ fn two_racks_exchange_messages_none_lost_or_duplicated() {
     let server = NatsServer::start_in(&d.path(""), &[]);
     let url = server.url();
     let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
-    rack_a(&d, EXCHANGED);
+    rack_a(&d, EXCHANGED, 0);
     rack_b(&d, &hash, false);
     let b = d.spawn(&run_args("b", "b.yaml", &url));
     b.wait_for_log("flux.msg.a.gen.out: sync probe seen, the subject is live");
@@ -163,20 +173,23 @@ fn two_racks_exchange_messages_none_lost_or_duplicated() {
 
 #[test]
 fn the_server_killed_and_restarted_mid_stream_every_message_arrives_exactly_once() {
-    const COUNT: u64 = 20_000;
+    // A millisecond apart: rack a publishes for 5 s or more, so the kill finds both racks
+    // at work.
+    const COUNT: u64 = 5000;
     let d = Dir::new("bus-server-restart");
     let mut server = NatsServer::start_in(&d.path(""), &[]);
     let url = server.url();
     let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
-    rack_a(&d, COUNT);
+    rack_a(&d, COUNT, 1);
     rack_b(&d, &hash, true);
     let b = d.spawn(&run_args("b", "b.yaml", &url));
     b.wait_for_log("sync probe seen");
     let a = d.spawn(&run_args("a", "a.yaml", &url));
+    // Killed while rack a is still publishing and rack b consuming and publishing.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stream_count(&url, "flux.msg.b.pass.out") < COUNT / 10 {
-        assert!(Instant::now() < deadline, "rack b published nothing: {}", b.stderr());
-        std::thread::sleep(Duration::from_millis(5));
+    while stream_count(&url, "flux.msg.a.gen.out") < COUNT / 10 {
+        assert!(Instant::now() < deadline, "rack a published nothing: {}", a.stderr());
+        std::thread::sleep(Duration::from_millis(2));
     }
     server.kill();
     std::thread::sleep(Duration::from_secs(1));
@@ -204,9 +217,15 @@ fn the_server_killed_and_restarted_mid_stream_every_message_arrives_exactly_once
         );
         assert_eq!(texts, expected(COUNT), "{subject}");
     }
+    let summary = |log: &str| {
+        let line = log.lines().find(|l| l.contains(" published, ")).unwrap_or_default();
+        let at = line.find("bus: ").unwrap_or(0);
+        format!("{} ({} publish retries)", &line[at..], log.matches("retrying").count())
+    };
     eprintln!(
-        "server killed mid-stream: {COUNT} messages, each once on both subjects; rack b: {}",
-        err.lines().find(|l| l.contains("bus: ")).unwrap_or_default()
+        "server killed mid-stream: {COUNT} messages, each once on both subjects; rack a: {}; rack b: {}",
+        summary(&a_err),
+        summary(&err)
     );
 }
 
@@ -218,10 +237,12 @@ fn a_rack_killed_with_messages_in_flight_gets_them_again_on_restart() {
     let url = server.url();
     // About 1 million fuel units a message: slow enough to be killed mid-stream.
     let hash = import_unsigned(&d, "slow.wasm", &slow_gear(200_000));
-    rack_a(&d, COUNT);
+    rack_a(&d, COUNT, 0);
     rack_b(&d, &hash, false);
     let mut args = run_args("b", "b.yaml", &url);
-    args.extend(["--nats-ack-wait-secs", "2", "--queue-messages", "64"]);
+    // The ack wait must exceed the time a message waits in the rack (the queue's 16
+    // messages at a few ms each, on a loaded machine), or it is delivered twice.
+    args.extend(["--nats-ack-wait-secs", "5", "--queue-messages", "16"]);
     let b = d.spawn(&args);
     b.wait_for_log("sync probe seen");
     d.run(&run_args("a", "a.yaml", &url), b"").ok();
@@ -229,13 +250,13 @@ fn a_rack_killed_with_messages_in_flight_gets_them_again_on_restart() {
     // SIGKILL: what it fetched and did not finish is not acknowledged.
     b.signal("KILL");
     let (_, first, _) = b.wait();
-    let first: BTreeSet<String> = outputs(&first).into_iter().collect();
+    let first = texts(&first);
     assert!((first.len() as u64) < COUNT, "the rack finished before it was killed");
     let b = d.spawn(&args);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut second;
     loop {
-        second = outputs(&b.stdout()).into_iter().collect::<BTreeSet<String>>();
+        second = texts(&b.stdout());
         if first.union(&second).count() as u64 == COUNT {
             break;
         }
