@@ -2,7 +2,8 @@
 //! two racks exchanging [`EXCHANGED`] messages with none lost or duplicated, the server
 //! killed and restarted mid-stream (every message once in the stream), a rack killed with
 //! messages in flight (redelivered to it on restart), nak on a gear fault up to
-//! `MaxDeliver` 5, term on bytes that are not a fluxMsg, sync probes never delivered.
+//! `MaxDeliver` 5, term on bytes that are not a fluxMsg, sync probes never delivered, a
+//! reload that keeps the bus wires (and one that would change them, refused).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -326,4 +327,56 @@ fn a_gear_fault_naks_up_to_five_deliveries_and_junk_is_terminated_probes_never_r
     let run = d.run(&["run", "--scenario", "stdin.yaml"], b"{\"flags\":1,\"raw\":\"aGk=\"}\n");
     run.ok();
     assert_eq!(outputs(&run.stdout()), ["hi"]);
+}
+
+#[test]
+fn a_reload_keeps_the_bus_wires_and_refuses_to_change_them() {
+    let d = Dir::new("bus-reload");
+    let server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    let pass = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    let picky = import_unsigned(&d, "picky.wasm", &picky_gear());
+    rack_b(&d, &pass, false);
+    let b = d.spawn(&run_args("b", "b.yaml", &url));
+    b.wait_for_log("sync probe seen");
+    publish_raw(
+        &url,
+        "flux.msg.a.gen.out",
+        fluxrig_core::MsgBytes::from_msg(&fluxrig_core::message::FluxMsg::with_raw(
+            [1; 16],
+            1,
+            b"one".to_vec(),
+        ))
+        .into_bytes(),
+    );
+    b.wait_for_lines(1);
+    // Another module for the same gear, same wires: reloaded.
+    rack_b(&d, &picky, false);
+    b.signal("HUP");
+    b.wait_for_log("reloaded: now running scenario 'b'");
+    publish_raw(
+        &url,
+        "flux.msg.a.gen.out",
+        fluxrig_core::MsgBytes::from_msg(&fluxrig_core::message::FluxMsg::with_raw(
+            [2; 16],
+            1,
+            b"two".to_vec(),
+        ))
+        .into_bytes(),
+    );
+    b.wait_for_lines(2);
+    // Another sender: the consumers would change; refused, the running plan kept.
+    d.write("b.yaml", format!(
+        "name: b\nversion: '2'\ngears:\n  - {{name: pass, type: wasm, config: {{source: 'snake://wasm_catalog/{pass}.wasm'}}}}\nwires:\n  - {{from: z.gen.out, to: pass.in}}\n"
+    ));
+    b.signal("HUP");
+    b.wait_for_log("reload refused, the running scenario is unchanged");
+    b.signal("TERM");
+    let (code, out, err) = b.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("changes the wires to or from other racks; restart the rack to change them"),
+        "{err}"
+    );
+    assert_eq!(outputs(&out), ["one", "two"]);
 }
