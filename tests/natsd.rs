@@ -38,7 +38,8 @@ fn binary() -> String {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -46,9 +47,14 @@ impl NatsServer {
     /// Starts a server with JetStream in `dir` (its store and log go there), with `extra`
     /// arguments (authentication, TLS).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_at(dir, free_port(), extra)
+    }
+
+    /// As [`NatsServer::start_in`], on `port`.
+    pub fn start_at(dir: &Path, port: u16, extra: &[&str]) -> Self {
         let mut server = Self {
             child: None,
-            port: free_port(),
+            port,
             dir: dir.join("nats"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };

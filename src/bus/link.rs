@@ -65,6 +65,12 @@ pub const MAX_FETCH_BATCH: usize = 256;
 pub const FETCH_EXPIRES_MILLIS: u64 = 1000;
 /// Longest wait, when the rack stops, for publishes and acknowledgements in flight.
 pub const DRAIN_SECS: u64 = 30;
+/// Tries to connect before a rack with bus wires gives up: fluxrig's
+/// `defaultInitialRetryAttempts`.
+pub const CONNECT_ATTEMPTS: u32 = 10;
+/// First pause between two tries, growing by half each time (fluxrig's 500 ms × 1.5: about
+/// a minute in all).
+pub const CONNECT_RETRY_MILLIS: u64 = 500;
 /// Pause between two tries of a publish whose PubAck did not come.
 pub const PUBLISH_RETRY_MILLIS: u64 = 200;
 
@@ -144,7 +150,7 @@ impl Link {
             .enable_all()
             .build()
             .map_err(|e| Error::invalid(format!("cannot start the NATS client's runtime: {e}")))?;
-        let client = runtime.block_on(super::client::connect_client(&self.options))?;
+        let client = runtime.block_on(connect_with_retries(&self.options))?;
         // The JetStream context spawns its acker task on the runtime.
         let js = {
             let _inside = runtime.enter();
@@ -263,6 +269,26 @@ impl Link {
                 n(&c.unpublished)
             ),
         );
+    }
+}
+
+/// Connects, trying [`CONNECT_ATTEMPTS`] times [`CONNECT_RETRY_MILLIS`] apart (growing
+/// by half each time), as fluxrig's racks do: a rack started just before its server
+/// (boot order) still starts. Each failed try is logged.
+async fn connect_with_retries(options: &BusOptions) -> Result<async_nats::Client> {
+    let mut wait = Duration::from_millis(CONNECT_RETRY_MILLIS);
+    let mut attempt = 1;
+    loop {
+        match super::client::connect_client(options).await {
+            Ok(client) => return Ok(client),
+            Err(e) if attempt < CONNECT_ATTEMPTS => {
+                logger::warn("bus", &format!("{e}; trying again in {} ms", wait.as_millis()));
+                tokio::time::sleep(wait).await;
+                wait = wait * 3 / 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.hint(format!("after {CONNECT_ATTEMPTS} tries"))),
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! killed and restarted mid-stream (every message once in the stream), a rack killed with
 //! messages in flight (redelivered to it on restart), nak on a gear fault up to
 //! `MaxDeliver` 5, term on bytes that are not a fluxMsg, sync probes never delivered, a
-//! reload that keeps the bus wires (and one that would change them, refused).
+//! reload that keeps the bus wires (and one that would change them, refused), a rack
+//! started before its server.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -379,4 +380,21 @@ fn a_reload_keeps_the_bus_wires_and_refuses_to_change_them() {
         "{err}"
     );
     assert_eq!(outputs(&out), ["one", "two"]);
+}
+
+#[test]
+fn a_rack_started_before_its_server_waits_for_it() {
+    let d = Dir::new("bus-late-server");
+    let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    rack_b(&d, &hash, false);
+    let port = crate::natsd::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let b = d.spawn(&run_args("b", "b.yaml", &url));
+    b.wait_for_log("cannot connect");
+    let _server = NatsServer::start_at(&d.path(""), port, &[]);
+    b.wait_for_log("sync probe seen");
+    b.signal("TERM");
+    let (code, _, err) = b.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("; trying again in 500 ms"), "{err}");
 }
