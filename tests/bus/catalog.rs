@@ -1,5 +1,5 @@
 //! The bus catalog over a real `nats-server -js` (tests/natsd.rs): connecting (URL, TLS with
-//! fluxrig's server name, client certificates, user/password, token), and the catalog
+//! fluxrig's server name, client certificates, user/password, token, nkey), and the catalog
 //! over the `wasm_catalog` bucket: import puts, a rack fetches, verifies against its
 //! pinned cluster key, caches, and starts again without the server; a bad module from the
 //! bus is refused and never cached.
@@ -264,4 +264,26 @@ fn tls_checks_the_server_name_flux_and_can_present_a_client_certificate() {
     };
     import(&["--nats-ca", "ca.pem"]).fails(1, "cannot connect");
     import(&["--nats-ca", "ca.pem", "--nats-cert", "client.pem", "--nats-key", "client.key"]).ok();
+}
+
+#[test]
+fn nkey_credentials() {
+    let d = Dir::new("bus-nkey");
+    d.write("picky.wasm", picky_gear());
+    let user = nkeys::KeyPair::new_user();
+    let other = nkeys::KeyPair::new_user();
+    d.write("seed", format!("{}\n", user.seed().unwrap()));
+    d.write("other", format!("{}\n", other.seed().unwrap()));
+    d.write("server.conf", format!("authorization {{ users = [ {{ nkey: {} }} ] }}\n", user.public_key()));
+    let conf = d.path("server.conf");
+    let server = NatsServer::start_in(&d.path(""), &["-c", conf.to_str().unwrap()]);
+    let url = server.url();
+    let import = |extra: &[&str]| {
+        let mut args = vec!["wasm", "import", "picky.wasm", "--allow-unsigned", "--nats", &url];
+        args.extend_from_slice(extra);
+        d.run(&args, b"")
+    };
+    import(&[]).fails(1, "cannot connect");
+    import(&["--nats-nkey", "other"]).fails(1, "cannot connect");
+    import(&["--nats-nkey", "seed"]).ok();
 }
