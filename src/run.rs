@@ -393,13 +393,33 @@ impl Sink<'_> {
     }
 }
 
+impl Sink<'_> {
+    /// Keeps an output for the bus, or fails it if the server would refuse it (larger
+    /// than its `max_payload`: retrying could never succeed).
+    fn keep_for_bus(&mut self, slot: usize, msg: MsgBytes) {
+        let limit = self.out.bus.as_ref().map_or(usize::MAX, |b| b.max_payload());
+        if msg.as_bytes().len() <= limit {
+            self.out.bus_work.publishes.push((slot, msg));
+            return;
+        }
+        self.out.bus_failed = true;
+        self.out.stats.fail(Blame::Guest);
+        let text = format!(
+            "output {} is {} bytes, more than the {limit} the NATS server takes (its max_payload); not published",
+            json::uuid_string(&msg.id()),
+            msg.as_bytes().len()
+        );
+        logger::error(self.name(slot), &text);
+    }
+}
+
 impl RackSink for Sink<'_> {
     fn deliver(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Output { from: Some(slot), msg }
                 if self.out.bus.as_ref().is_some_and(|b| b.publishes(slot)) =>
             {
-                self.out.bus_work.publishes.push((slot, msg));
+                self.keep_for_bus(slot, msg);
             }
             Delivery::Output { msg, .. } => self.out.write(&msg),
             Delivery::Dropped { gear, id } => {

@@ -65,6 +65,9 @@ pub const MAX_FETCH_BATCH: usize = 256;
 pub const FETCH_EXPIRES_MILLIS: u64 = 1000;
 /// Longest wait, when the rack stops, for publishes and acknowledgements in flight.
 pub const DRAIN_SECS: u64 = 30;
+/// Room kept for a publish's headers under the server's `max_payload` (`Nats-Msg-Id`: a
+/// UUID, a count and a subject, under 200 bytes).
+pub const MAX_HEADER_BYTES: usize = 1024;
 /// Tries to connect before a rack with bus wires gives up: fluxrig's
 /// `defaultInitialRetryAttempts`.
 pub const CONNECT_ATTEMPTS: u32 = 10;
@@ -102,6 +105,8 @@ pub struct Link {
     work: Mutex<Option<tokio::sync::mpsc::Sender<Work>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     counts: Arc<Counts>,
+    /// The server's `max_payload` (from its INFO), once connected.
+    max_payload: AtomicUsize,
 }
 
 impl std::fmt::Debug for Link {
@@ -131,7 +136,14 @@ impl Link {
             work: Mutex::new(None),
             thread: Mutex::new(None),
             counts: Arc::default(),
+            max_payload: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// The largest message the server takes (its `max_payload`, 1 MiB by default, less
+    /// [`MAX_HEADER_BYTES`]).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload.load(Ordering::Relaxed)
     }
 
     /// Whether slot `slot`'s `out` goes to the bus.
@@ -151,6 +163,8 @@ impl Link {
             .build()
             .map_err(|e| Error::invalid(format!("cannot start the NATS client's runtime: {e}")))?;
         let client = runtime.block_on(connect_with_retries(&self.options))?;
+        let max_payload = client.server_info().max_payload.saturating_sub(MAX_HEADER_BYTES);
+        self.max_payload.store(max_payload, Ordering::Relaxed);
         // The JetStream context spawns its acker task on the runtime.
         let js = {
             let _inside = runtime.enter();

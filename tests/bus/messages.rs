@@ -4,7 +4,7 @@
 //! messages in flight (redelivered to it on restart), nak on a gear fault up to
 //! `MaxDeliver` 5, term on bytes that are not a fluxMsg, sync probes never delivered, a
 //! reload that keeps the bus wires (and one that would change them, refused), a rack
-//! started before its server.
+//! started before its server, an output larger than the server's `max_payload`.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -397,4 +397,42 @@ fn a_rack_started_before_its_server_waits_for_it() {
     let (code, _, err) = b.wait();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("; trying again in 500 ms"), "{err}");
+}
+
+#[test]
+fn an_output_larger_than_the_server_takes_fails_in_one_line_and_the_rest_flows() {
+    let d = Dir::new("bus-too-large");
+    let server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    // A pass-through gear with 40 pages (2.5 MiB) of memory.
+    let big = wat::parse_str(
+        r#"(module (memory (export "memory") 40 40)
+          (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "free") (param i32 i32))
+          (func (export "process") (param $p i32) (param $n i32) (result i64)
+            (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))"#,
+    )
+    .unwrap();
+    let hash = import_unsigned(&d, "big.wasm", &big);
+    d.write(
+        "a.yaml",
+        format!(
+            "name: a\nversion: '1'\ngears:\n  - {{name: big, type: wasm, config: {{source: 'snake://wasm_catalog/{hash}.wasm', memory_limit_pages: 40}}}}\nwires:\n  - {{from: big.out, to: b.pass.in}}\n"
+        ),
+    );
+    let raw = vec![b'x'; 1_200_000];
+    let text = String::from_utf8(raw).unwrap();
+    let input =
+        format!("{{\"raw_text\":\"small\"}}\n{{\"raw_text\":\"{text}\"}}\n{{\"raw_text\":\"after\"}}\n");
+    let run = d.run(&run_args("a", "a.yaml", &url), input.as_bytes());
+    assert_eq!(run.code(), 4, "{}", run.stderr());
+    let err = run.stderr();
+    assert!(err.contains("the NATS server takes (its max_payload); not published"), "{err}");
+    assert!(err.contains("bus: 2 published"), "{err}");
+    let stored: Vec<String> = stream_messages(&url, "flux.msg.a.big.out")
+        .into_iter()
+        .map(|(_, raw)| raw)
+        .filter(|r| !r.is_empty())
+        .collect();
+    assert_eq!(stored, ["small", "after"]);
 }
