@@ -22,6 +22,11 @@
 //!   already read (they finish on the old plan); a plan that fails changes nothing and is
 //!   logged with the reason.
 //!
+//! - fleet mode ([`Settings::bus`], [`crate::bus::Link`]): bus messages enter from their
+//!   source slots like generated ones; an output of a gear wired to another rack is handed
+//!   to the bus with the fate of the bus message it came from (ack or nak), after the
+//!   output buffer is flushed if it also wrote there.
+//!
 //! Routing itself (hops, wires, limits) is the core's: see [`fluxrig_core::rack`].
 
 use std::fs::OpenOptions;
