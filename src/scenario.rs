@@ -682,6 +682,39 @@ gears:
     }
 
     #[test]
+    fn wires_to_and_from_other_racks() {
+        let base = "name: w\nversion: '1'\ngears:\n  - {name: gen, type: generate}\n  - {name: f, type: wasm, config: {source: 'file://x.wasm'}}\nwires:\n";
+        let s = parse(&format!(
+            "{base}  - {{from: a.gen.out, to: f.in, lane: guaranteed}}\n  - {{from: a.gen.out, to: f.in}}\n  - {{from: gen.out, to: b.f.in}}\n"
+        ))
+        .unwrap();
+        let input = BusInput { rack: "a".into(), gear: "gen".into(), port: "out".into(), to: 1 };
+        assert_eq!(s.bus_inputs, [input.clone()], "one per subject and gear");
+        assert_eq!(input.subject(), "flux.msg.a.gen.out");
+        assert_eq!(s.bus_outputs, [0]);
+        assert!(s.wires.is_empty());
+        let cases = [
+            ("  - {from: a.gen.out, to: f.in, lane: hot}", "lane hot cannot cross racks"),
+            (
+                "  - {from: gen.out, to: f.in, lane: guaranteed}",
+                "lane guaranteed between two gears of this rack",
+            ),
+            ("  - {from: gen.out, to: f.in, lane: warm}", "it must be hot or guaranteed"),
+            ("  - {from: a.gen.out, to: b.f.in}", "joins two other racks"),
+            ("  - {from: A.gen.out, to: f.in}", "\"rack.gear.port\" for a gear of another rack"),
+            ("  - {from: a.gen.out.x, to: f.in}", "must be \"gear.port\""),
+            (
+                "  - {from: gen.out, to: f.in}\n  - {from: gen.out, to: b.f.in}",
+                "gear 'gen': its out is wired both",
+            ),
+        ];
+        for (wires, want) in cases {
+            let e = parse(&format!("{base}{wires}\n")).unwrap_err().to_string();
+            assert!(e.contains(want), "{wires}: {e}");
+        }
+    }
+
+    #[test]
     fn wires_and_defaults() {
         let s = parse(
             "meta: {name: w, version: '1'}\ngears:\n  - {name: gen, type: generate, config: {count: 3}}\n  - {name: f, type: wasm, config: {source: 'file://x.wasm'}}\nwires:\n  - {from: gen.out, to: f.in}\n",
