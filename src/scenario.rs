@@ -689,7 +689,7 @@ gears:
         ))
         .unwrap();
         let input = BusInput { rack: "a".into(), gear: "gen".into(), port: "out".into(), to: 1 };
-        assert_eq!(s.bus_inputs, [input.clone()], "one per subject and gear");
+        assert_eq!(s.bus_inputs, std::slice::from_ref(&input), "one per subject and gear");
         assert_eq!(input.subject(), "flux.msg.a.gen.out");
         assert_eq!(s.bus_outputs, [0]);
         assert!(s.wires.is_empty());
