@@ -106,13 +106,32 @@ fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Marks a byte that is not a base64 character in [`B64_VALUES`].
+const NOT_BASE64: u8 = 0xff;
+
+/// Each byte's value as a base64 character, or [`NOT_BASE64`] (a table: a search of
+/// [`B64`] per character was 13 % of the CPU of a JSON rack).
+const B64_VALUES: [u8; 256] = {
+    let mut table = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[B64[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 /// Decodes standard base64 (padding optional).
 pub fn unbase64(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0);
     for c in text.bytes() {
-        let v = B64.iter().position(|b| *b == c)? as u32;
+        let v = B64_VALUES[usize::from(c)];
+        if v == NOT_BASE64 {
+            return None;
+        }
+        let v = u32::from(v);
         acc = acc << 6 | v;
         bits += 6;
         if bits >= 8 {

@@ -114,7 +114,7 @@ pub struct Taken {
 
 impl Taken {
     /// Returns the next item taken, in queue order.
-    pub fn next(&mut self) -> Option<Item> {
+    pub fn next_item(&mut self) -> Option<Item> {
         self.items.pop_front()
     }
 

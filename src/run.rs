@@ -571,7 +571,7 @@ pub fn run(
     let mut published = Instant::now();
     let mut taken = Taken::default();
     loop {
-        let Some(item) = taken.next() else {
+        let Some(item) = taken.next_item() else {
             // Once per batch taken, not per message: a clock read.
             if published.elapsed() >= metrics::PUBLISH_INTERVAL {
                 publish(&snapshot, &rig, &out.stats, &shared, &listeners);
