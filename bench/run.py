@@ -199,6 +199,11 @@ def table(core_figures, rows, count, runs, quick, about):
         lines.append(f"| {label} | {c[f'cold_{key}_bytes']:.0f} | {c[f'cold_{key}_eager_us']:.1f} µs "
                      f"| {c[f'cold_{key}_lazy_us']:.1f} µs |")
     lines.append(f"| Ed25519 verify alone | 32 | {c['ed25519_verify_us']:.1f} µs | |")
+    lines += ["", "Where the tutorial gear's lazy cold start goes (medians of each stage): "
+              + ", ".join(f"{label} {c[f'cold_tutorial_lazy_{key}_us']:.1f} µs" for key, label in
+                          (("engine", "a new engine"), ("verify", "verify (SHA-256 + Ed25519)"),
+                           ("compile", "compile (validate, lazy translation)"),
+                           ("instantiate", "instantiate + first message"))) + "."]
     lines += ["", "### The real binary end to end (`fluxrig run`, release build)", "",
               "64-byte payloads; stdin is a file of the same messages as `generate` makes; stdout is a pipe.",
               "", "| case | CPU per message | messages per second of CPU | messages per second, wall | bytes out per message |",

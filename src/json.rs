@@ -251,8 +251,8 @@ fn push_str(out: &mut Vec<u8>, text: &str) {
 }
 
 /// Appends an integer in decimal, without an allocation or the formatting machinery.
-fn push_int(out: &mut Vec<u8>, n: i128) {
-    let mut digits = [0u8; 40];
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = n.unsigned_abs();
     loop {
@@ -264,8 +264,7 @@ fn push_int(out: &mut Vec<u8>, n: i128) {
         }
     }
     if n < 0 {
-        at -= 1;
-        digits[at] = b'-';
+        out.push(b'-');
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -293,7 +292,7 @@ pub fn push_json(out: &mut Vec<u8>, msg: &FluxMsg) {
         }
     }
     out.extend_from_slice(b",\"flags\":");
-    push_int(out, i128::from(msg.flags));
+    push_int(out, i64::from(msg.flags));
     out.extend_from_slice(b",\"id\":\"");
     push_uuid(out, &msg.id);
     out.extend_from_slice(b"\",\"meta\":");
@@ -330,7 +329,7 @@ pub fn push_json(out: &mut Vec<u8>, msg: &FluxMsg) {
                 out.extend_from_slice(b"\",\"p\":\"");
                 push_uuid(out, &hop.port);
                 out.extend_from_slice(b"\",\"t\":");
-                push_int(out, i128::from(hop.ts));
+                push_int(out, hop.ts);
                 out.push(b'}');
             }
             out.push(b']');
@@ -356,7 +355,7 @@ pub fn push_json(out: &mut Vec<u8>, msg: &FluxMsg) {
     out.extend_from_slice(b"\",\"trace\":");
     push_str(out, &msg.trace);
     out.extend_from_slice(b",\"ts\":");
-    push_int(out, i128::from(msg.ts));
+    push_int(out, msg.ts);
     out.push(b'}');
 }
 
@@ -520,6 +519,15 @@ mod tests {
             let mut out = Vec::new();
             push_str(&mut out, text);
             assert_eq!(out, serde_json::to_string(text).unwrap().as_bytes(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        for n in [0, 1, -1, 9, 10, -10, 1_796_204_853_372_878_442, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_int(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 

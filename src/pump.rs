@@ -28,7 +28,7 @@ use std::thread;
 use std::time::Duration;
 
 use fluxrig_core::limits::MAX_ENCODED_MESSAGE_BYTES;
-use fluxrig_core::message::Uuid;
+use fluxrig_core::message::{Uuid, MAX_HOP_BYTES};
 use fluxrig_core::{FluxMsg, MsgBytes};
 
 use crate::cli::Format;
@@ -369,7 +369,10 @@ fn cbor_sequence(mut reader: impl Read, input: &Input, producer: &Producer) -> (
                 }
                 Frame::Complete(len) => {
                     number += 1;
-                    let item = match MsgBytes::check(rest.get(..len).unwrap_or_default().to_vec()) {
+                    // Room for the first gear's hop, so that stamping it does not reallocate.
+                    let mut bytes = Vec::with_capacity(len + MAX_HOP_BYTES);
+                    bytes.extend_from_slice(rest.get(..len).unwrap_or_default());
+                    let item = match MsgBytes::check(bytes) {
                         Ok(msg) => Item::Message(Origin::Input, msg),
                         Err(e) => bad(input, format!("CBOR item {number}: {e}; skipped")),
                     };

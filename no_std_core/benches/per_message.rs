@@ -198,23 +198,39 @@ fn gear_16k() -> Vec<u8> {
     wasm
 }
 
-/// Microseconds for verify + compile + instantiate + one message, median of `runs`.
-fn cold_start(stored: &[u8], key: &fluxrig_core::PublicKey, translation: Translation, runs: usize) -> f64 {
+/// Microseconds for verify + compile + instantiate + one message, median of `runs`, and
+/// the median of each stage: engine, verify, compile, instantiate + first message.
+fn cold_start(
+    stored: &[u8],
+    key: &fluxrig_core::PublicKey,
+    translation: Translation,
+    runs: usize,
+) -> (f64, [f64; 4]) {
     let msg = MsgBytes::from_msg(&FluxMsg::with_raw([1; 16], 1, b"hello".to_vec()));
-    let mut samples: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            let engine = GearEngine::new(translation);
-            let config = GearConfig::default();
-            let verified = verify_cluster(stored, key, None).unwrap();
-            let compiled = Compiled::new(&engine, &verified, &config).unwrap();
-            let mut gear = Gear::new(compiled, config, &mut |_: LogLevel, _: &str| {}).unwrap();
-            black_box(gear.process(&msg, &mut |_: LogLevel, _: &str| {}).unwrap());
-            start.elapsed().as_nanos() as f64 / 1000.0
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[runs / 2]
+    let mut totals = Vec::with_capacity(runs);
+    let mut stages: [Vec<f64>; 4] = Default::default();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let engine = GearEngine::new(translation);
+        let t1 = Instant::now();
+        let config = GearConfig::default();
+        let verified = verify_cluster(stored, key, None).unwrap();
+        let t2 = Instant::now();
+        let compiled = Compiled::new(&engine, &verified, &config).unwrap();
+        let t3 = Instant::now();
+        let mut gear = Gear::new(compiled, config, &mut |_: LogLevel, _: &str| {}).unwrap();
+        black_box(gear.process(&msg, &mut |_: LogLevel, _: &str| {}).unwrap());
+        let end = Instant::now();
+        totals.push((end - start).as_nanos() as f64 / 1000.0);
+        for (stage, (a, b)) in stages.iter_mut().zip([(start, t1), (t1, t2), (t2, t3), (t3, end)]) {
+            stage.push((b - a).as_nanos() as f64 / 1000.0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut totals), stages.map(|mut v| median(&mut v)))
 }
 
 /// Every figure of the run by name, printed as one JSON line by `--results-line`.
@@ -356,9 +372,19 @@ fn main() {
         [("tutorial", "tutorial Zig gear", tutorial), ("16k", "16 KiB gear", gear_16k())]
     {
         let (_, stored) = countersign(&module, &key).unwrap();
-        let eager = cold_start(&stored, &key.public_key(), Translation::Eager, runs);
-        let lazy = cold_start(&stored, &key.public_key(), Translation::Lazy, runs);
-        println!("{name:>22} {:>8} {eager:>10.1} {lazy:>10.1}", module.len());
+        let (eager, _) = cold_start(&stored, &key.public_key(), Translation::Eager, runs);
+        let (lazy, stages) = cold_start(&stored, &key.public_key(), Translation::Lazy, runs);
+        println!(
+            "{name:>22} {:>8} {eager:>10.1} {lazy:>10.1}   lazy: engine {:.1}, verify {:.1}, compile {:.1}, instantiate + first message {:.1}",
+            module.len(),
+            stages[0],
+            stages[1],
+            stages[2],
+            stages[3]
+        );
+        for (stage, value) in ["engine", "verify", "compile", "instantiate"].iter().zip(stages) {
+            results.add(format!("cold_{label}_lazy_{stage}_us"), value);
+        }
         results.add(format!("cold_{label}_bytes"), module.len() as f64);
         results.add(format!("cold_{label}_eager_us"), eager);
         results.add(format!("cold_{label}_lazy_us"), lazy);
