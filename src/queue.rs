@@ -124,7 +124,7 @@ impl Taken {
             let mut state = queue.lock();
             state.messages -= self.messages;
             state.bytes -= self.bytes;
-            let wake = state.writers_waiting > 0;
+            let wake = queue.wake_writers(&state);
             drop(state);
             if wake {
                 queue.writable.notify_all();
@@ -261,6 +261,16 @@ impl Queue {
         // A thread that panicked while holding the lock left consistent counters (every
         // update is a single statement); go on with them.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether producers waiting for room are woken now: once the queue is half empty (in
+    /// messages and in bytes) or empty, not at every message taken, so that a full queue
+    /// costs one wake-up per half queue rather than one per batch. An empty queue always
+    /// wakes them: a message of any size is admitted into it.
+    fn wake_writers(&self, state: &State) -> bool {
+        state.writers_waiting > 0
+            && (state.messages == 0
+                || (state.messages <= self.limits.messages / 2 && state.bytes <= self.limits.bytes / 2))
     }
 
     /// Registers a producer: [`Queue::pop`] waits for it until it is dropped.
@@ -416,14 +426,14 @@ impl Queue {
             if !wait || ended {
                 break false;
             }
-            if freed && state.writers_waiting > 0 {
+            if freed && self.wake_writers(&state) {
                 self.writable.notify_all();
             }
             state.readers_waiting += 1;
             state = self.readable.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
             state.readers_waiting -= 1;
         };
-        let wake = freed && state.writers_waiting > 0;
+        let wake = freed && self.wake_writers(&state);
         drop(state);
         if wake {
             self.writable.notify_all();
