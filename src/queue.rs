@@ -43,6 +43,13 @@ pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
 /// (4 MiB): 12 MiB on a gateway with 64 MiB or more.
 pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
+/// Most items the run loop takes from the queue at once ([`Queue::take`]): 64.
+///
+/// Reason: one lock per 64 messages instead of one per message, while a producer can
+/// still fill the rest of the queue as the loop works; the items taken keep counting
+/// against the queue's limits, so this adds nothing to what may wait.
+pub const MAX_TAKE_ITEMS: usize = 64;
+
 /// How much may wait in a [`Queue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -100,6 +107,39 @@ impl Item {
     }
 }
 
+/// Items the run loop took from the queue with [`Queue::take`]: they still count against
+/// the queue's limits until the next take (or [`Taken::release`]).
+#[derive(Default)]
+pub struct Taken {
+    items: VecDeque<Item>,
+    /// Messages among `items` when taken, and their bytes.
+    messages: usize,
+    bytes: usize,
+}
+
+impl Taken {
+    /// Returns the next item taken, in queue order.
+    pub fn next_item(&mut self) -> Option<Item> {
+        self.items.pop_front()
+    }
+
+    /// Gives the room of the items taken back to `queue` (they are finished).
+    pub fn release(&mut self, queue: &Queue) {
+        if self.messages > 0 {
+            let mut state = queue.lock();
+            state.messages -= self.messages;
+            state.bytes -= self.bytes;
+            let wake = queue.wake_writers(&state);
+            drop(state);
+            if wake {
+                queue.writable.notify_all();
+            }
+        }
+        self.messages = 0;
+        self.bytes = 0;
+    }
+}
+
 /// What a producer does after a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -123,6 +163,10 @@ struct State {
     pushing: usize,
     /// Producers holding bytes they have read and not pushed yet.
     holding: usize,
+    /// Run loops waiting in [`Queue::pop`] for an item.
+    readers_waiting: usize,
+    /// Producers waiting in a push for room.
+    writers_waiting: usize,
     stopping: bool,
     finished: bool,
     generation: u64,
@@ -159,6 +203,14 @@ impl Producer {
     /// Pushes an item, waiting for room if it is a message; see [`Queue`].
     pub fn push(&self, item: Item) -> Flow {
         self.queue.push(item)
+    }
+
+    /// Pushes a batch of items in order, under one lock and with at most one wake-up of
+    /// the run loop (one pair of system calls per batch instead of per message); waits for
+    /// room before each message as [`Producer::push`] does. Takes the items out of
+    /// `items`; on [`Flow::Refused`], those not taken are left there.
+    pub fn push_all(&self, items: &mut VecDeque<Item>) -> Flow {
+        self.queue.push_all(items)
     }
 
     /// Returns the queue.
@@ -198,6 +250,8 @@ impl Queue {
                 producers: 0,
                 pushing: 0,
                 holding: 0,
+                readers_waiting: 0,
+                writers_waiting: 0,
                 stopping: false,
                 finished: false,
                 generation: 0,
@@ -212,6 +266,16 @@ impl Queue {
         // A thread that panicked while holding the lock left consistent counters (every
         // update is a single statement); go on with them.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether producers waiting for room are woken now: once the queue is half empty (in
+    /// messages and in bytes) or empty, not at every message taken, so that a full queue
+    /// costs one wake-up per half queue rather than one per batch. An empty queue always
+    /// wakes them: a message of any size is admitted into it.
+    fn wake_writers(&self, state: &State) -> bool {
+        state.writers_waiting > 0
+            && (state.messages == 0
+                || (state.messages <= self.limits.messages / 2 && state.bytes <= self.limits.bytes / 2))
     }
 
     /// Registers a producer: [`Queue::pop`] waits for it until it is dropped.
@@ -247,35 +311,65 @@ impl Queue {
     }
 
     fn push(&self, item: Item) -> Flow {
+        self.push_all(&mut VecDeque::from([item]))
+    }
+
+    /// Pushes `items` in order under one lock, waiting for room before each message as
+    /// [`Producer::push`] does; takes them out of `items`. On [`Flow::Refused`] the items
+    /// not taken are left in `items`; on [`Flow::Stop`] for a replaced plan's generator,
+    /// `items` is cleared (nothing generated is lost: it never entered).
+    fn push_all(&self, items: &mut VecDeque<Item>) -> Flow {
         let mut state = self.lock();
-        if state.finished {
-            return Flow::Refused;
-        }
-        if let Item::Message(Origin::Generated { generation, .. }, _) = &item {
-            if *generation != state.generation {
-                return Flow::Stop; // its plan was replaced: nothing generated, nothing lost
-            }
-        }
-        if let Some(size) = item.size() {
-            state.pushing += 1;
-            while !state.finished
-                && state.messages > 0
-                && (state.messages >= self.limits.messages || state.bytes + size > self.limits.bytes)
-            {
-                state = self.writable.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            state.pushing -= 1;
+        let mut flow = if state.stopping { Flow::Stop } else { Flow::Continue };
+        while let Some(item) = items.pop_front() {
             if state.finished {
-                return Flow::Refused;
+                items.push_front(item);
+                flow = Flow::Refused;
+                break;
             }
-            state.messages += 1;
-            state.bytes += size;
-            state.entered += 1;
+            if let Item::Message(Origin::Generated { generation, .. }, _) = &item {
+                if *generation != state.generation {
+                    items.clear(); // its plan was replaced: nothing generated, nothing lost
+                    flow = Flow::Stop;
+                    break;
+                }
+            }
+            if let Some(size) = item.size() {
+                state.pushing += 1;
+                while !state.finished
+                    && state.messages > 0
+                    && (state.messages >= self.limits.messages || state.bytes + size > self.limits.bytes)
+                {
+                    // What this batch pushed so far must reach a waiting run loop first.
+                    if state.readers_waiting > 0 {
+                        self.readable.notify_one();
+                    }
+                    state.writers_waiting += 1;
+                    state = self.writable.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    state.writers_waiting -= 1;
+                }
+                state.pushing -= 1;
+                if state.finished {
+                    items.push_front(item);
+                    flow = Flow::Refused;
+                    break;
+                }
+                state.messages += 1;
+                state.bytes += size;
+                state.entered += 1;
+            }
+            state.items.push_back(item);
+            if state.stopping {
+                flow = Flow::Stop;
+            }
         }
-        state.items.push_back(item);
-        let flow = if state.stopping { Flow::Stop } else { Flow::Continue };
+        // A run loop waiting for items is woken; one that is busy is not (std's condition
+        // variable makes a system call for every notify, waiter or not).
+        let wake = state.readers_waiting > 0;
         drop(state);
-        self.readable.notify_one();
+        if wake {
+            self.readable.notify_one();
+        }
         flow
     }
 
@@ -300,23 +394,56 @@ impl Queue {
     /// `None` when the input has ended (see the module docs). `wait` is false to take
     /// only what is waiting now (`None` if nothing is).
     pub fn pop(&self, wait: bool) -> Option<Item> {
+        let mut taken = Taken::default();
+        self.take(wait, 1, &mut taken);
+        let item = taken.items.pop_front();
+        taken.release(self);
+        item
+    }
+
+    /// Takes up to `most` items (at least 1) into `taken`, which must be empty, waiting
+    /// while none is waiting and a producer can add one; returns false when the input
+    /// has ended (see the module docs), or with `wait` false when nothing is waiting.
+    ///
+    /// The items taken by the previous call are finished now: their room in the queue is
+    /// given back here, not when they were taken, so the messages the run loop holds
+    /// count against the queue's limits (one lock and no wake-up per message).
+    pub fn take(&self, wait: bool, most: usize, taken: &mut Taken) -> bool {
         let mut state = self.lock();
-        loop {
-            if let Some(item) = state.items.pop_front() {
-                if let Some(size) = item.size() {
-                    state.messages -= 1;
-                    state.bytes -= size;
+        state.messages -= taken.messages;
+        state.bytes -= taken.bytes;
+        let freed = taken.messages > 0;
+        taken.messages = 0;
+        taken.bytes = 0;
+        let got = loop {
+            if !state.items.is_empty() {
+                while taken.items.len() < most.max(1) {
+                    let Some(item) = state.items.pop_front() else { break };
+                    if let Some(size) = item.size() {
+                        taken.messages += 1;
+                        taken.bytes += size;
+                    }
+                    taken.items.push_back(item);
                 }
-                drop(state);
-                self.writable.notify_one();
-                return Some(item);
+                break true;
             }
             let ended = state.producers == 0 || (state.stopping && state.pushing == 0 && state.holding == 0);
             if !wait || ended {
-                return None;
+                break false;
             }
+            if freed && self.wake_writers(&state) {
+                self.writable.notify_all();
+            }
+            state.readers_waiting += 1;
             state = self.readable.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.readers_waiting -= 1;
+        };
+        let wake = freed && self.wake_writers(&state);
+        drop(state);
+        if wake {
+            self.writable.notify_all();
         }
+        got
     }
 
     /// Marks the end: every later push is refused, and producers waiting for room are

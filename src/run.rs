@@ -55,7 +55,7 @@ use crate::logger;
 use crate::metrics::{self, GearSnapshot, Snapshot};
 use crate::plan::{Plan, PlannedGear};
 use crate::pump::{self, Generator, Input, MAX_STDIN_ITEM_BYTES};
-use crate::queue::{Item, Origin, Queue, QueueLimits};
+use crate::queue::{Item, Origin, Queue, QueueLimits, Taken, MAX_TAKE_ITEMS};
 
 /// Size of the output buffer: 64 KiB. Output is flushed when it fills and whenever the
 /// rack is idle.
@@ -275,6 +275,8 @@ struct Output {
     bus_failed: bool,
     /// Bus messages whose outputs are in the output buffer: acked once it is flushed.
     bus_unflushed: Vec<crate::bus::Finished>,
+    /// The JSON line being written, kept between messages.
+    line: Vec<u8>,
 }
 
 /// Most `env.log` lines one gear may write in a second; the rest are counted and reported
@@ -340,8 +342,11 @@ impl Output {
         let mut writer = lock(&self.writer);
         let (result, bytes) = match self.format {
             Format::Json => {
-                let line = json::to_json(&msg.to_msg());
-                (writeln!(writer.out, "{line}"), line.len() + 1)
+                // One buffer for every line: no allocation for the text, no formatting.
+                self.line.clear();
+                json::push_json(&mut self.line, &msg.to_msg());
+                self.line.push(b'\n');
+                (writer.out.write_all(&self.line), self.line.len())
             }
             Format::Cbor => (writer.out.write_all(msg.as_bytes()), msg.as_bytes().len()),
         };
@@ -620,20 +625,26 @@ pub fn run(
         bus_work: crate::bus::Finished::default(),
         bus_failed: false,
         bus_unflushed: Vec::new(),
+        line: Vec::new(),
     };
     let mut published = Instant::now();
+    let mut taken = Taken::default();
     loop {
-        let item = match queue.pop(false) {
-            Some(item) => item,
-            None => {
+        let Some(item) = taken.next_item() else {
+            // Once per batch taken, not per message: a clock read.
+            if published.elapsed() >= metrics::PUBLISH_INTERVAL {
+                publish(&snapshot, &rig, &out.stats, &shared, &listeners);
+                published = Instant::now();
+            }
+            if !queue.take(false, MAX_TAKE_ITEMS, &mut taken) {
                 out.flush(); // nothing waiting: let what is written go out now
                 publish(&snapshot, &rig, &out.stats, &shared, &listeners);
                 published = Instant::now();
-                match queue.pop(true) {
-                    Some(item) => item,
-                    None => break,
+                if !queue.take(true, MAX_TAKE_ITEMS, &mut taken) {
+                    break;
                 }
             }
+            continue;
         };
         match item {
             Item::Message(origin, msg) => {
@@ -674,10 +685,6 @@ pub fn run(
             }
         }
         shared.finished.fetch_add(1, Ordering::Relaxed);
-        if published.elapsed() >= metrics::PUBLISH_INTERVAL {
-            publish(&snapshot, &rig, &out.stats, &shared, &listeners);
-            published = Instant::now();
-        }
     }
     queue.finish();
     listeners.remove_files();

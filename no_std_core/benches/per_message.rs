@@ -15,10 +15,15 @@
 //!    and a compute gear (FNV-1a, CRC-32 and ASCII uppercase over 1 KiB) against its bare
 //!    wasmi floor and against the same work in native Rust.
 //!
-//! Run: `cargo bench -p fluxrig-core` (add `-- --quick` for a short run).
+//! Every time is this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time.
+//!
+//! Run: `cargo bench -p fluxrig-core` (add `-- --quick` for a short run). `bench/run.py`
+//! runs it with `--results-line` (every figure again as one JSON line, `results: {...}`,
+//! for its table) and `--write-pass-through FILE` (the pass-through guest as a module
+//! file, for its end-to-end runs of the real binary).
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::Duration;
 
 use fluxrig_core::abi::LogLevel;
 use fluxrig_core::gear::{Compiled, Gear, GearConfig, GearEngine, Translation};
@@ -80,6 +85,32 @@ fn compute_native(input: &[u8]) -> Vec<u8> {
         out[4..8].copy_from_slice(&(!crc).to_le_bytes());
     }
     out
+}
+
+/// This thread's CPU time: the machine is shared, and time spent descheduled is not the
+/// code's (wall-clock medians moved by 2x under other builds; CPU time by a few percent).
+#[derive(Clone, Copy)]
+struct Instant(Duration);
+
+impl Instant {
+    fn now() -> Self {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // Safety: `t` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on
+        // every Linux the benchmark runs on, and on failure `t` stays zero.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        Self(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+    }
+
+    fn elapsed(&self) -> Duration {
+        Self::now().0.saturating_sub(self.0)
+    }
+}
+
+impl std::ops::Sub for Instant {
+    type Output = Duration;
+    fn sub(self, earlier: Self) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
 }
 
 struct Floor {
@@ -195,27 +226,63 @@ fn gear_16k() -> Vec<u8> {
     wasm
 }
 
-/// Microseconds for verify + compile + instantiate + one message, median of `runs`.
-fn cold_start(stored: &[u8], key: &fluxrig_core::PublicKey, translation: Translation, runs: usize) -> f64 {
+/// Microseconds for verify + compile + instantiate + one message, median of `runs`, and
+/// the median of each stage: engine, verify, compile, instantiate + first message.
+fn cold_start(
+    stored: &[u8],
+    key: &fluxrig_core::PublicKey,
+    translation: Translation,
+    runs: usize,
+) -> (f64, [f64; 4]) {
     let msg = MsgBytes::from_msg(&FluxMsg::with_raw([1; 16], 1, b"hello".to_vec()));
-    let mut samples: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            let engine = GearEngine::new(translation);
-            let config = GearConfig::default();
-            let verified = verify_cluster(stored, key, None).unwrap();
-            let compiled = Compiled::new(&engine, &verified, &config).unwrap();
-            let mut gear = Gear::new(compiled, config, &mut |_: LogLevel, _: &str| {}).unwrap();
-            black_box(gear.process(&msg, &mut |_: LogLevel, _: &str| {}).unwrap());
-            start.elapsed().as_nanos() as f64 / 1000.0
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[runs / 2]
+    let mut totals = Vec::with_capacity(runs);
+    let mut stages: [Vec<f64>; 4] = Default::default();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let engine = GearEngine::new(translation);
+        let t1 = Instant::now();
+        let config = GearConfig::default();
+        let verified = verify_cluster(stored, key, None).unwrap();
+        let t2 = Instant::now();
+        let compiled = Compiled::new(&engine, &verified, &config).unwrap();
+        let t3 = Instant::now();
+        let mut gear = Gear::new(compiled, config, &mut |_: LogLevel, _: &str| {}).unwrap();
+        black_box(gear.process(&msg, &mut |_: LogLevel, _: &str| {}).unwrap());
+        let end = Instant::now();
+        totals.push((end - start).as_nanos() as f64 / 1000.0);
+        for (stage, (a, b)) in stages.iter_mut().zip([(start, t1), (t1, t2), (t2, t3), (t3, end)]) {
+            stage.push((b - a).as_nanos() as f64 / 1000.0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut totals), stages.map(|mut v| median(&mut v)))
+}
+
+/// Every figure of the run by name, printed as one JSON line by `--results-line`.
+#[derive(Default)]
+struct Results(Vec<(String, f64)>);
+
+impl Results {
+    fn add(&mut self, name: impl Into<String>, value: f64) {
+        self.0.push((name.into(), value));
+    }
+
+    fn line(&self) -> String {
+        let fields: Vec<String> = self.0.iter().map(|(k, v)| format!("\"{k}\": {v:.3}")).collect();
+        format!("results: {{{}}}", fields.join(", "))
+    }
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(path) = args.iter().position(|a| a == "--write-pass-through").and_then(|i| args.get(i + 1)) {
+        std::fs::write(path, wat::parse_str(PASS_THROUGH_WAT).unwrap()).unwrap();
+    }
+    let mut results = Results::default();
     let (rounds, budget_ns) = if quick { (5, 20_000_000.0) } else { (21, 100_000_000.0) };
     let wasm = wat::parse_str(PASS_THROUGH_WAT).unwrap();
     let mut floor = Floor::new(&wasm);
@@ -242,6 +309,8 @@ fn main() {
             },
         );
         println!("{size:>8} {f:>12.0} {g:>12.0} {:>7.2}", g / f);
+        results.add(format!("floor_{size}"), f);
+        results.add(format!("gear_{size}"), g);
     }
 
     println!("\nrack of 3 pass-through gears, CBOR in to CBOR out, against 3 bare wasmi floor calls");
@@ -268,6 +337,8 @@ fn main() {
         );
         assert!(out.0 > 0);
         println!("{size:>8} {f:>12.0} {r:>12.0} {:>7.2}", r / f);
+        results.add(format!("rack_floor_{size}"), f);
+        results.add(format!("rack_{size}"), r);
     }
 
     println!("\nreal gears, one message: against the bare wasmi floor (and native Rust for compute)");
@@ -284,9 +355,9 @@ fn main() {
         .take(1024)
         .collect();
     let compute = wat::parse_str(COMPUTE_WAT).unwrap();
-    for (name, module, input) in [
-        ("tutorial Zig gear", tutorial.clone(), reading.as_bytes().to_vec()),
-        ("compute 1 KiB", compute, text),
+    for (key, name, module, input) in [
+        ("tutorial", "tutorial Zig gear", tutorial.clone(), reading.as_bytes().to_vec()),
+        ("compute", "compute 1 KiB", compute, text),
     ] {
         let mut bare = Floor::new(&module);
         let mut gear = gear(&engine, &module);
@@ -311,22 +382,40 @@ fn main() {
             let n = time(rounds, iters.max(1000), || {
                 black_box(compute_native(black_box(&input)));
             });
+            results.add("compute_native", n);
             format!("{n:>10.0} {:>7.1}", g / n)
         } else {
             format!("{:>10} {:>7}", "-", "-")
         };
         println!("{name:>22} {:>8} {f:>12.0} {g:>12.0} {:>7.2} {native}", input.len(), g / f);
+        results.add(format!("{key}_floor"), f);
+        results.add(format!("{key}_gear"), g);
     }
 
     println!("\ncold start: verify + compile + instantiate + first message, median us");
     println!("{:>22} {:>8} {:>10} {:>10}", "gear", "bytes", "eager us", "lazy us");
     let key = SigningKey::from_seed([7; 32]).unwrap();
     let runs = if quick { 21 } else { 201 };
-    for (name, module) in [("tutorial Zig gear", tutorial), ("16 KiB gear", gear_16k())] {
+    for (label, name, module) in
+        [("tutorial", "tutorial Zig gear", tutorial), ("16k", "16 KiB gear", gear_16k())]
+    {
         let (_, stored) = countersign(&module, &key).unwrap();
-        let eager = cold_start(&stored, &key.public_key(), Translation::Eager, runs);
-        let lazy = cold_start(&stored, &key.public_key(), Translation::Lazy, runs);
-        println!("{name:>22} {:>8} {eager:>10.1} {lazy:>10.1}", module.len());
+        let (eager, _) = cold_start(&stored, &key.public_key(), Translation::Eager, runs);
+        let (lazy, stages) = cold_start(&stored, &key.public_key(), Translation::Lazy, runs);
+        println!(
+            "{name:>22} {:>8} {eager:>10.1} {lazy:>10.1}   lazy: engine {:.1}, verify {:.1}, compile {:.1}, instantiate + first message {:.1}",
+            module.len(),
+            stages[0],
+            stages[1],
+            stages[2],
+            stages[3]
+        );
+        for (stage, value) in ["engine", "verify", "compile", "instantiate"].iter().zip(stages) {
+            results.add(format!("cold_{label}_lazy_{stage}_us"), value);
+        }
+        results.add(format!("cold_{label}_bytes"), module.len() as f64);
+        results.add(format!("cold_{label}_eager_us"), eager);
+        results.add(format!("cold_{label}_lazy_us"), lazy);
     }
     // One Ed25519 verify of a 32-byte digest, with the core's own build of the crate.
     let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));
@@ -336,4 +425,8 @@ fn main() {
         black_box(pair.pk.verify(black_box(digest), &signature)).unwrap();
     }) / 1000.0;
     println!("{:>22} {:>8} {verify_us:>10.1} {:>10}", "Ed25519 verify alone", 32, "");
+    results.add("ed25519_verify_us", verify_us);
+    if args.iter().any(|a| a == "--results-line") {
+        println!("{}", results.line());
+    }
 }

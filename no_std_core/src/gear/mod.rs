@@ -309,7 +309,10 @@ impl Run<'_> {
             self.free(ptr, len)?;
             return Err(GearError::OutputOutOfRange { ptr: out_ptr, len: out_len, memory: memory_len });
         };
-        let output = output.to_vec();
+        // Room for the hop the next gear stamps, so that it does not reallocate.
+        let mut copy = Vec::with_capacity(output.len() + crate::message::MAX_HOP_BYTES);
+        copy.extend_from_slice(output);
+        let output = copy;
         self.free(ptr, len)?;
         // An output that is the input buffer is freed once (fluxrig frees it twice).
         if out_ptr != ptr {

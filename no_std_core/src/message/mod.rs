@@ -115,6 +115,11 @@ pub struct FluxMsg {
 /// Flag bit 0: an internal sync probe, never delivered to gears.
 pub const FLAG_SYNC_PROBE: u32 = 1;
 
+/// Most bytes stamping one hop adds to an encoded message: the hop's map `{g, p, t}` (50
+/// bytes with the widest time) and one more byte of the path's array head. A buffer that
+/// will get a hop reserves this much, so that stamping it does not reallocate.
+pub const MAX_HOP_BYTES: usize = 51;
+
 /// Why bytes are not a valid fluxMsg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageError {

@@ -261,3 +261,23 @@ fn decoded_size_is_bounded_like_the_encoded_size() {
     assert!(text.starts_with("message would take more than 4194304 bytes decoded"), "{text}");
     assert!(FluxMsg::decode(&array(n / 2)).is_ok());
 }
+
+#[test]
+fn a_hop_adds_at_most_max_hop_bytes() {
+    for ts in [0, -1, i64::MAX, i64::MIN] {
+        for hops in [0usize, 22, 23, 24, 25] {
+            let mut msg = example();
+            msg.path = Some(vec![Hop { gear: [1; 16], port: [2; 16], ts: 5 }; hops]);
+            let mut bytes = MsgBytes::from_msg(&msg);
+            let before = bytes.as_bytes().len();
+            bytes.push_hop(&Hop { gear: [0xff; 16], port: [0xee; 16], ts }).unwrap();
+            assert!(bytes.as_bytes().len() - before <= MAX_HOP_BYTES, "{ts} {hops}");
+        }
+    }
+    let mut none = example();
+    none.path = None;
+    let mut bytes = MsgBytes::from_msg(&none);
+    let before = bytes.as_bytes().len();
+    bytes.push_hop(&Hop { gear: [0xff; 16], port: [0xee; 16], ts: i64::MIN }).unwrap();
+    assert!(bytes.as_bytes().len() - before <= MAX_HOP_BYTES);
+}
