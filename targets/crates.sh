@@ -18,7 +18,9 @@ elf=$1
 top=${2:-8}
 nm=${LLVM_NM:-llvm-nm}
 size=${LLVM_SIZE:-llvm-size}
-loaded=$("$size" -A "$elf" | awk '$1 ~ /^\./ && $1 != ".bss" && $1 != ".tbss" && $3 != 0 { s += $2 } END { print s }')
+# Loaded bytes: allocated sections, without the zero-filled ones (.bss, the firmware's
+# .heap and .stack regions) and without those at address 0 (not loaded: .comment, ...).
+loaded=$("$size" -A "$elf" | awk '$1 ~ /^\./ && $1 !~ /^\.(t?bss|heap|stack|uninit)/ && $3 != 0 { s += $2 } END { print s }')
 "$nm" --print-size --size-sort --demangle --defined-only "$elf" | python3 -c '
 import re, sys
 top, loaded = int(sys.argv[1]), int(sys.argv[2])

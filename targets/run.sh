@@ -227,7 +227,7 @@ HEAD
         [ -n "$line" ] && echo "| $name | ${line##*|} |"
     done
     echo
-    echo "Measured on $(date -u +%Y-%m-%d) with ${FLUXRIG_NIGHTLY} ($(rustc "+$FLUXRIG_NIGHTLY" --version | cut -d' ' -f2-3))."
+    echo "Measured on $(date -u +%Y-%m-%d) with ${FLUXRIG_NIGHTLY} ($(rustc "+$FLUXRIG_NIGHTLY" --version | cut -d' ' -f2-))."
     echo
     cat targets/PROFILE.md
 } >targets/README.md
