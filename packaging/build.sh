@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the Debian packages of fluxrig for aarch64 and armv7 and checks them, and checks
 # the OpenWrt init script. CI runs it; it installs what it needs itself (Debian packages,
-# the rustup targets, a pinned cargo-deb) and exits non-zero at the first failure.
+# the pinned nightly, a pinned cargo-deb) and exits non-zero at the first failure.
 #
 #   packaging/build.sh            both packages, into ${CARGO_TARGET_DIR:-target}/debian/
 #
 # For each architecture:
 #   1. builds the static release binary exactly as targets/run.sh does
-#      (cargo build --release --config targets/NAME/config.toml), then the .deb with
+#      (targets/build.sh NAME), then the .deb with
 #      cargo deb --no-build --target TRIPLE ([package.metadata.deb] in Cargo.toml);
 #   2. checks the package: its file list (dpkg-deb -c) against the expected one, its
 #      control fields, `sh -n` on its maintainer scripts, that the binary is static;
@@ -56,7 +56,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "Debian packages present: ${wanted[*]}"
 fi
-rustup target add aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf
+# The binaries are built by targets/build.sh: the pinned nightly with rust-src, and for
+# aarch64 cargo-zigbuild with Zig (PyPI, pinned in .ci/run).
+source targets/toolchain.env
+rustup toolchain install "$FLUXRIG_NIGHTLY" --profile minimal --component rust-src
 if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
     echo "installing cargo-deb $CARGO_DEB_VERSION"
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
@@ -124,7 +127,7 @@ for name in aarch64 armv7; do
     [ -n "$runner" ] || fail "no runner in $config"
 
     step "$name: build ($triple) and package"
-    cargo build --release --config "$config"
+    targets/build.sh "$name"
     deb=$(cargo deb --no-build --target "$triple" | tail -n1)
     [ -f "$deb" ] || fail "cargo deb did not report a package file (got: $deb)"
     echo "$deb"

@@ -3,9 +3,12 @@
 # aarch64-unknown-linux-musl and the per-message benchmark (host) for a pass-through gear.
 # Prints a Markdown table. Slow (two release builds per row); run by hand when the
 # dependencies or the profile change, and copy the table into targets/README.md.
-# Needs what targets/aarch64/config.toml needs.
+# Needs what targets/aarch64/config.toml needs (targets/build.sh builds it the same way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=toolchain.env
+source targets/toolchain.env
+out=${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-musl/release
 # Each row: name | cargo --config arguments on top of Cargo.toml's release profile.
 engine_at() {
     local level=$1 p=profile.release.package
@@ -25,8 +28,9 @@ echo "|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
     name=${row%%|*}
     read -r -a args <<<"${row#*|}"
-    cargo build --release --quiet --config targets/aarch64/config.toml "${args[@]}"
-    size=$(stat -c %s target/aarch64-unknown-linux-musl/release/fluxrig)
+    RUSTUP_TOOLCHAIN=$FLUXRIG_NIGHTLY cargo-zigbuild zigbuild --release --quiet \
+        --target aarch64-unknown-linux-musl --config targets/aarch64/config.toml "${args[@]}"
+    size=$(stat -c %s "$out/fluxrig")
     bench=$(cargo bench --quiet -p fluxrig-core --bench per_message "${args[@]}" 2>/dev/null | awk 'NR>1 {printf "%s %s ", $3, $4}')
     read -r g64 r64 g1k r1k g16k r16k <<<"$bench"
     echo "| $name | $size | $g64 | $g1k | $g16k | $r64 / $r1k / $r16k |"
