@@ -33,7 +33,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -817,24 +817,43 @@ fn spawn_signals(shared: Arc<Control>, listeners: Arc<Listeners>, reload: Option
 
 /// The second signal: flush what is written (waiting at most a second for the output),
 /// say what is abandoned, exit.
-fn abort(shared: &Control, label: &str) -> ! {
-    // Counted modulo the word size (32-bit targets have no 64-bit atomics): what waits is
-    // bounded by the queue, so the difference is exact.
-    let abandoned = (shared.queue.entered() as usize).wrapping_sub(shared.finished.load(Ordering::Relaxed));
-    logger::error(
-        "rack",
-        &format!(
-            "{label} again: stopping at once; {abandoned} message(s) abandoned (waiting or inside a gear)"
-        ),
-    );
-    let writer = Arc::clone(&shared.writer);
-    let flushed = thread::spawn(move || {
-        let _ = lock(&writer).out.flush();
+///
+/// The count is taken with the output locked, so that the rack writes nothing after it:
+/// each message read is then written or counted as abandoned (give or take the one whose
+/// write had just returned). An output blocked for the whole second (a reader that stopped
+/// reading, with the rack inside a write) gets the count without the lock.
+fn abort(shared: &Arc<Control>, label: &'static str) -> ! {
+    let reported = Arc::new(AtomicBool::new(false));
+    let report = move |control: &Control, reported: &AtomicBool| {
+        if reported.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        // Counted modulo the word size (32-bit targets have no 64-bit atomics): what
+        // waits is bounded by the queue, so the difference is exact.
+        let abandoned =
+            (control.queue.entered() as usize).wrapping_sub(control.finished.load(Ordering::Relaxed));
+        logger::error(
+            "rack",
+            &format!(
+                "{label} again: stopping at once; {abandoned} message(s) abandoned (waiting or inside a gear)"
+            ),
+        );
+    };
+    let (done, steps) = std::sync::mpsc::channel();
+    let control = Arc::clone(shared);
+    let flag = Arc::clone(&reported);
+    thread::spawn(move || {
+        let mut writer = lock(&control.writer);
+        report(&control, &flag);
+        let _ = done.send(());
+        let _ = writer.out.flush();
+        let _ = done.send(());
     });
     let deadline = Instant::now() + Duration::from_secs(1);
-    while !flushed.is_finished() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(5));
+    if steps.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+        report(shared, &reported);
     }
+    let _ = steps.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     std::process::exit(i32::from(EXIT_ABORTED));
 }
 
