@@ -35,8 +35,15 @@
 //!   [`MAX_DELIVER`] deliveries); bytes that are not a valid fluxMsg (undecodable, or
 //!   failing the checks above) are terminated (`+TERM`) with a log line, as fluxrig does.
 //! - **Sync probes** (flags bit 0) on a consumed subject are acked and never delivered to
-//!   a gear; at start the rack publishes one probe on each subject it consumes and logs
-//!   when it comes back (the subject is live). A probe from any other input is data.
+//!   a gear. Convergence as fluxrig's `waitForConvergence` (§1.4): at start the rack
+//!   publishes a probe on each subject it consumes, again every [`PROBE_INTERVAL_MILLIS`]
+//!   until a consumer of its own sees one (logged: the subject is live), and
+//!   [`Link::start`] returns only then, before any gear runs; after
+//!   [`CONVERGENCE_TIMEOUT_SECS`] the start fails, naming the subjects still silent. The
+//!   probes are watched by an ephemeral `DeliverNew` consumer per subject (fluxrig's
+//!   kind, deleted after), not the durable one: a backlog left by a previous run (which
+//!   the durable consumer delivers first, and the rack cannot take before it runs) must
+//!   not hide them. A probe from any other input is data.
 //! - **Stop.** Fetching stops with the rack's inputs; [`Link::close`] waits (at most
 //!   [`DRAIN_SECS`]) for every publish and acknowledgement in flight.
 //!
@@ -87,6 +94,12 @@ pub const CONNECT_ATTEMPTS: u32 = 10;
 pub const CONNECT_RETRY_MILLIS: u64 = 500;
 /// Pause between two tries of a publish whose PubAck did not come.
 pub const PUBLISH_RETRY_MILLIS: u64 = 200;
+/// Pause between two rounds of sync probes on the subjects not seen live yet: fluxrig's
+/// 500 ms ticker.
+pub const PROBE_INTERVAL_MILLIS: u64 = 500;
+/// Longest wait for every consumed subject to be live before the start fails: 5 s,
+/// fluxrig's `rack.convergence_timeout` default.
+pub const CONVERGENCE_TIMEOUT_SECS: u64 = 5;
 
 enum Work {
     Finished(Finished),
@@ -220,7 +233,25 @@ impl Link {
                 .map_err(|_| Error::invalid(format!("NATS server {url}: stream {STREAM}: no answer")))?
                 .map_err(|e| fail(format!("stream {STREAM}"), &e))?;
             let mut consumers = Vec::new();
+            let mut watchers = Vec::new();
             for (slot, subject) in &self.inputs {
+                let config = consumer::pull::Config {
+                    filter_subject: subject.clone(),
+                    deliver_policy: consumer::DeliverPolicy::New,
+                    ack_policy: consumer::AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(30),
+                    ..consumer::pull::Config::default()
+                };
+                let watcher: consumer::PullConsumer =
+                    tokio::time::timeout(timeout, stream.create_consumer(config))
+                        .await
+                        .map_err(|_| {
+                            Error::invalid(format!(
+                                "NATS server {url}: probe consumer on {subject}: no answer"
+                            ))
+                        })?
+                        .map_err(|e| fail(format!("probe consumer on {subject}"), &e))?;
+                watchers.push((subject.clone(), watcher));
                 let durable = format!(
                     "fluxedge-{}-{}",
                     self.rack,
@@ -245,8 +276,9 @@ impl Link {
                         .map_err(|e| fail(format!("consumer {durable} on {subject}"), &e))?;
                 consumers.push((*slot, subject.clone(), consumer));
             }
-            Ok::<_, Error>(consumers)
+            Ok::<_, Error>((consumers, watchers, stream))
         })?;
+        let (consumers, watchers, stream) = consumers;
         let names = self.inputs.iter().map(|(_, s)| format!("bus {s}")).collect();
         let credits = queue.limits().messages.clamp(1, MAX_ACK_PENDING);
         let (work_tx, work_rx) = tokio::sync::mpsc::channel(credits.max(64));
@@ -254,6 +286,7 @@ impl Link {
         // Registered now, before the run loop first looks at the queue: a rack fed only by
         // the bus serves until it is stopped.
         let producer = (!consumers.is_empty()).then(|| queue.producer());
+        let (converged_tx, converged) = std::sync::mpsc::channel();
         let shared = Shared {
             js,
             queue: Arc::clone(queue),
@@ -265,10 +298,29 @@ impl Link {
         };
         let thread = std::thread::Builder::new()
             .name("bus".into())
-            .spawn(move || runtime.block_on(drive(shared, consumers, producer, work_rx)))
+            .spawn(move || {
+                let convergence = Convergence { stream, watchers, answer: converged_tx };
+                runtime.block_on(drive(shared, consumers, producer, work_rx, convergence))
+            })
             .map_err(|e| Error::invalid(format!("cannot start the bus thread: {e}")))?;
         *self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
-        Ok(names)
+        // The convergence task answers within CONVERGENCE_TIMEOUT_SECS (each probe publish
+        // is bounded by the interval); the margin covers a bus thread that stopped early.
+        let answer = converged.recv_timeout(Duration::from_secs(CONVERGENCE_TIMEOUT_SECS + 5));
+        match answer {
+            Ok(Ok(())) => Ok(names),
+            answer => {
+                let silent = match answer {
+                    Ok(Err(silent)) => silent.join(", "),
+                    _ => self.inputs.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", "),
+                };
+                self.close();
+                Err(Error::invalid(format!(
+                    "NATS server {}: timeout waiting for subject convergence after {CONVERGENCE_TIMEOUT_SECS} s: no sync probe came back on {silent} (can this rack publish there, and does a stream take it?)",
+                    self.options.url
+                )))
+            }
+        }
     }
 
     /// Hands the bus what became of one message (its ack and outputs); waits while the
@@ -360,6 +412,7 @@ async fn drive(
     consumers: Vec<(usize, String, consumer::PullConsumer)>,
     producer: Option<crate::queue::Producer>,
     mut work: tokio::sync::mpsc::Receiver<Work>,
+    convergence: Convergence,
 ) {
     // Fetched messages go to the queue from one plain thread: a push may wait for room,
     // which must not stall this runtime.
@@ -381,9 +434,9 @@ async fn drive(
     });
     let mut fetchers = tokio::task::JoinSet::new();
     for (slot, subject, consumer) in consumers {
-        publish_probe(&shared.js, &subject).await;
         fetchers.spawn(fetch(shared.clone(), slot, subject, consumer, push_tx.clone()));
     }
+    let convergence = tokio::spawn(converge(shared.js.clone(), convergence));
     drop(push_tx);
     let mut finishing = tokio::task::JoinSet::new();
     while let Some(item) = work.recv().await {
@@ -401,6 +454,7 @@ async fn drive(
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
+    convergence.abort();
     // A fetch loop waiting for a credit stops now.
     shared.credits.close();
     let drain = async {
@@ -414,6 +468,83 @@ async fn drive(
         let _ = pusher.join();
     }
     let _ = tokio::time::timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS), shared.js.client().flush()).await;
+}
+
+/// What the convergence task needs: the stream, a probe watcher per consumed subject, and
+/// where to answer [`Link::start`] (`Err` with the subjects still silent).
+struct Convergence {
+    stream: stream::Stream,
+    watchers: Vec<(String, consumer::PullConsumer)>,
+    answer: std::sync::mpsc::Sender<std::result::Result<(), Vec<String>>>,
+}
+
+/// fluxrig's `waitForConvergence`: every subject probed until live or until
+/// [`CONVERGENCE_TIMEOUT_SECS`] pass; then the watchers are deleted.
+async fn converge(js: jetstream::Context, c: Convergence) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(CONVERGENCE_TIMEOUT_SECS);
+    let mut probing = tokio::task::JoinSet::new();
+    for (subject, watcher) in &c.watchers {
+        let (js, subject, watcher) = (js.clone(), subject.clone(), watcher.clone());
+        probing.spawn(async move {
+            let live = probe_until_seen(&js, &subject, &watcher, deadline).await;
+            (subject, live)
+        });
+    }
+    let mut silent = Vec::new();
+    while let Some(done) = probing.join_next().await {
+        match done {
+            Ok((_, true)) => {}
+            Ok((subject, false)) => silent.push(subject),
+            Err(_) => silent.push("(a probe task failed)".to_string()),
+        }
+    }
+    silent.sort();
+    let _ = c.answer.send(if silent.is_empty() { Ok(()) } else { Err(silent) });
+    for (_, mut watcher) in c.watchers {
+        let name = match watcher.info().await {
+            Ok(info) => info.name.clone(),
+            Err(_) => continue,
+        };
+        // Best effort: an ephemeral consumer left behind goes after its inactive threshold.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS), c.stream.delete_consumer(&name))
+                .await;
+    }
+}
+
+/// Publishes a probe on `subject` every [`PROBE_INTERVAL_MILLIS`] until `watcher` sees
+/// one (true) or `deadline` passes (false).
+async fn probe_until_seen(
+    js: &jetstream::Context,
+    subject: &str,
+    watcher: &consumer::PullConsumer,
+    deadline: tokio::time::Instant,
+) -> bool {
+    let interval = Duration::from_millis(PROBE_INTERVAL_MILLIS);
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let round_end = (now + interval).min(deadline);
+        // Bounded: a server that takes no publish must not hold the deadline.
+        let _ = tokio::time::timeout_at(round_end, publish_probe(js, subject)).await;
+        let wait =
+            round_end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(50));
+        match watcher.fetch().max_messages(MAX_FETCH_BATCH).expires(wait).messages().await {
+            Ok(mut batch) => {
+                while let Some(Ok(message)) = batch.next().await {
+                    let probe = MsgBytes::check(message.payload.to_vec())
+                        .is_ok_and(|m| m.flags() & FLAG_SYNC_PROBE != 0);
+                    if probe {
+                        logger::info("bus", &format!("{subject}: sync probe seen, the subject is live"));
+                        return true;
+                    }
+                }
+            }
+            Err(_) => tokio::time::sleep_until(round_end).await,
+        }
+    }
 }
 
 /// Publishes a sync probe (flags bit 0, fresh id, nothing else) on `subject`.
@@ -469,7 +600,6 @@ async fn fetch(
     consumer: consumer::PullConsumer,
     push: std::sync::mpsc::SyncSender<(usize, MsgBytes, jetstream::message::Acker)>,
 ) {
-    let mut live = false;
     while !shared.closing.load(Ordering::Relaxed) && !shared.queue.is_stopping() {
         let Ok(first) = shared.credits.acquire().await else { return };
         first.forget();
@@ -511,10 +641,6 @@ async fn fetch(
                 Ok(msg) if msg.flags() & FLAG_SYNC_PROBE != 0 => {
                     shared.counts.probes.fetch_add(1, Ordering::Relaxed);
                     let _ = acker.ack().await;
-                    if !live {
-                        live = true;
-                        logger::info("bus", &format!("{subject}: sync probe seen, the subject is live"));
-                    }
                 }
                 Ok(msg) => {
                     used += 1;

@@ -520,3 +520,43 @@ fn outputs_are_stamped_and_validated_as_fluxrig_does_at_the_hop_limit() {
     }
     assert_eq!(stored[1].1.id, [6; 16], "an id that is there is kept");
 }
+
+#[test]
+fn a_subject_whose_probes_never_come_back_fails_the_start_before_any_gear_runs() {
+    let d = Dir::new("bus-converge");
+    // The rack may do everything but publish on the subject it consumes: its sync probes
+    // never reach the stream, so the subject never converges.
+    d.write(
+        "server.conf",
+        "authorization { users = [ { user: b, password: pw, permissions: { publish: { deny: [\"flux.msg.a.gen.out\"] } } } ] }\n",
+    );
+    d.write("pw", "pw\n");
+    let conf = d.path("server.conf");
+    let server = NatsServer::start_in(&d.path(""), &["-c", conf.to_str().unwrap()]);
+    let url = server.url();
+    let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    rack_b(&d, &hash, false);
+    let mut args = run_args("b", "b.yaml", &url);
+    args.extend(["--nats-user", "b", "--nats-password-file", "pw"]);
+    let run = d.run(&args, b"");
+    run.fails(
+        1,
+        "timeout waiting for subject convergence after 5 s: no sync probe came back on flux.msg.a.gen.out",
+    );
+    assert!(!run.stderr().contains("running scenario"), "no gear ran: {}", run.stderr());
+    assert_eq!(run.stdout(), "");
+    // The same rack with the right to probe starts once its subject is live.
+    let open = NatsServer::start_in(&d.path("open"), &[]);
+    let open_url = open.url();
+    let b = d.spawn(&run_args("b", "b.yaml", &open_url));
+    b.wait_for_log("running scenario");
+    assert!(
+        b.stderr().contains("flux.msg.a.gen.out: sync probe seen, the subject is live"),
+        "{}",
+        b.stderr()
+    );
+    let seen = b.stderr().find("sync probe seen").unwrap();
+    assert!(seen < b.stderr().find("running scenario").unwrap(), "live before the rack runs: {}", b.stderr());
+    b.signal("TERM");
+    assert_eq!(b.wait().0, 0);
+}
