@@ -6,11 +6,22 @@
 //!   `flux.msg.<this rack>.<gear>.out`; a wire from `rack.gear.port` consumes
 //!   `flux.msg.<rack>.<gear>.<port>`, in the stream [`STREAM`] (created with fluxrig's
 //!   settings if it does not exist).
-//! - **Publish.** Body: the message's canonical CBOR, as the gear returned it (meta,
-//!   `traceparent` included, passes through). Header `Nats-Msg-Id:
-//!   <id>-<hops>-<subject>` (C4), so JetStream drops a duplicate of a publish retried
-//!   after a lost PubAck or a redelivered input. A publish is retried, same id, until its
-//!   PubAck arrives.
+//! - **Stamp, as fluxrig's `publishPort` (C5).** An output leaving for the bus gets an id
+//!   (a fresh UUID v7) if the gear left it nil, and its departure hop `{g: gear id, p:
+//!   port id of <gear>.out, t: now}` appended (ids as the rack's own hops: `run::id_of`).
+//!   The arrival hop is the router's (`fluxrig_core::rack`): a gear fed by the bus sees
+//!   its own arrival hop, and no hop is stamped twice.
+//! - **Validate, as fluxrig's `FluxMsg.Validate()` (C2).** Its limits have one home, the
+//!   core's check of every message ([`MsgBytes::check`]: at most
+//!   [`MAX_HOPS`](fluxrig_core::limits::MAX_HOPS) hops, a payload of at most
+//!   [`MAX_PAYLOAD_BYTES`](fluxrig_core::limits::MAX_PAYLOAD_BYTES), UTF-8 text). A gear's
+//!   output passed it; the departure hop is the one thing that can break it (a 65th hop),
+//!   and such an output is refused with one line, counted, and its bus input nak'd (Go's
+//!   `Publish` returns the error, so the handler fails).
+//! - **Publish.** Body: the stamped message's canonical CBOR (meta, `traceparent`
+//!   included, passes through). Header `Nats-Msg-Id: <id>-<hops after stamping>-<subject>`
+//!   (C4), so JetStream drops a duplicate of a publish retried after a lost PubAck or a
+//!   redelivered input. A publish is retried, same id, until its PubAck arrives.
 //! - **Consume.** One durable pull consumer per subject (`fluxedge-<rack>-<subject parts>`,
 //!   explicit ack, [`MAX_DELIVER`] deliveries, [`MAX_ACK_PENDING`] pending, `--nats-ack-wait-secs`):
 //!   a rack restarted after a crash gets what it had not acknowledged (DEPARTS from
@@ -21,11 +32,18 @@
 //! - **Acknowledged after success.** A bus message is acked only after every gear it went
 //!   through succeeded and every output it made was published and acknowledged by
 //!   JetStream; a gear fault (or a hop or queue limit) naks it (redelivered at once, up to
-//!   [`MAX_DELIVER`] deliveries); bytes that are not a fluxMsg are terminated (`+TERM`)
-//!   with a log line.
+//!   [`MAX_DELIVER`] deliveries); bytes that are not a valid fluxMsg (undecodable, or
+//!   failing the checks above) are terminated (`+TERM`) with a log line, as fluxrig does.
 //! - **Sync probes** (flags bit 0) on a consumed subject are acked and never delivered to
-//!   a gear; at start the rack publishes one probe on each subject it consumes and logs
-//!   when it comes back (the subject is live). A probe from any other input is data.
+//!   a gear. Convergence as fluxrig's `waitForConvergence` (§1.4): at start the rack
+//!   publishes a probe on each subject it consumes, again every [`PROBE_INTERVAL_MILLIS`]
+//!   until a consumer of its own sees one (logged: the subject is live), and
+//!   [`Link::start`] returns only then, before any gear runs; after
+//!   [`CONVERGENCE_TIMEOUT_SECS`] the start fails, naming the subjects still silent. The
+//!   probes are watched by an ephemeral `DeliverNew` consumer per subject (fluxrig's
+//!   kind, deleted after), not the durable one: a backlog left by a previous run (which
+//!   the durable consumer delivers first, and the rack cannot take before it runs) must
+//!   not hide them. A probe from any other input is data.
 //! - **Stop.** Fetching stops with the rack's inputs; [`Link::close`] waits (at most
 //!   [`DRAIN_SECS`]) for every publish and acknowledgement in flight.
 //!
@@ -40,7 +58,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream, AckKind};
-use fluxrig_core::message::{FluxMsg, FLAG_SYNC_PROBE};
+use fluxrig_core::message::{FluxMsg, Hop, MessageError, Uuid, FLAG_SYNC_PROBE, NIL_UUID};
 use fluxrig_core::MsgBytes;
 use futures_util::StreamExt;
 
@@ -76,6 +94,12 @@ pub const CONNECT_ATTEMPTS: u32 = 10;
 pub const CONNECT_RETRY_MILLIS: u64 = 500;
 /// Pause between two tries of a publish whose PubAck did not come.
 pub const PUBLISH_RETRY_MILLIS: u64 = 200;
+/// Pause between two rounds of sync probes on the subjects not seen live yet: fluxrig's
+/// 500 ms ticker.
+pub const PROBE_INTERVAL_MILLIS: u64 = 500;
+/// Longest wait for every consumed subject to be live before the start fails: 5 s,
+/// fluxrig's `rack.convergence_timeout` default.
+pub const CONVERGENCE_TIMEOUT_SECS: u64 = 5;
 
 enum Work {
     Finished(Finished),
@@ -91,6 +115,15 @@ struct Counts {
     terminated: AtomicUsize,
     probes: AtomicUsize,
     unpublished: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+/// Where a gear's `out` goes on the bus, and the ids of its departure hop.
+#[derive(Clone)]
+struct Output {
+    subject: String,
+    gear: Uuid,
+    port: Uuid,
 }
 
 /// A rack's wires over the bus. See the module docs.
@@ -98,8 +131,8 @@ pub struct Link {
     rack: String,
     /// (slot, subject) of each bus input.
     inputs: Vec<(usize, String)>,
-    /// subject of each bus output, by slot.
-    outputs: HashMap<usize, String>,
+    /// Each bus output, by slot.
+    outputs: HashMap<usize, Output>,
     options: BusOptions,
     ack_wait: Duration,
     work: Mutex<Option<tokio::sync::mpsc::Sender<Work>>>,
@@ -125,8 +158,17 @@ impl Link {
         outputs: Vec<(usize, String)>,
         ack_wait: Duration,
     ) -> Self {
-        let outputs =
-            outputs.into_iter().map(|(slot, gear)| (slot, format!("flux.msg.{rack}.{gear}.out"))).collect();
+        let outputs = outputs
+            .into_iter()
+            .map(|(slot, gear)| {
+                let output = Output {
+                    subject: format!("flux.msg.{rack}.{gear}.out"),
+                    gear: crate::run::id_of(&gear),
+                    port: crate::run::id_of(&format!("{gear}.out")),
+                };
+                (slot, output)
+            })
+            .collect();
         Self {
             rack: rack.to_string(),
             inputs,
@@ -191,7 +233,25 @@ impl Link {
                 .map_err(|_| Error::invalid(format!("NATS server {url}: stream {STREAM}: no answer")))?
                 .map_err(|e| fail(format!("stream {STREAM}"), &e))?;
             let mut consumers = Vec::new();
+            let mut watchers = Vec::new();
             for (slot, subject) in &self.inputs {
+                let config = consumer::pull::Config {
+                    filter_subject: subject.clone(),
+                    deliver_policy: consumer::DeliverPolicy::New,
+                    ack_policy: consumer::AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(30),
+                    ..consumer::pull::Config::default()
+                };
+                let watcher: consumer::PullConsumer =
+                    tokio::time::timeout(timeout, stream.create_consumer(config))
+                        .await
+                        .map_err(|_| {
+                            Error::invalid(format!(
+                                "NATS server {url}: probe consumer on {subject}: no answer"
+                            ))
+                        })?
+                        .map_err(|e| fail(format!("probe consumer on {subject}"), &e))?;
+                watchers.push((subject.clone(), watcher));
                 let durable = format!(
                     "fluxedge-{}-{}",
                     self.rack,
@@ -216,8 +276,9 @@ impl Link {
                         .map_err(|e| fail(format!("consumer {durable} on {subject}"), &e))?;
                 consumers.push((*slot, subject.clone(), consumer));
             }
-            Ok::<_, Error>(consumers)
+            Ok::<_, Error>((consumers, watchers, stream))
         })?;
+        let (consumers, watchers, stream) = consumers;
         let names = self.inputs.iter().map(|(_, s)| format!("bus {s}")).collect();
         let credits = queue.limits().messages.clamp(1, MAX_ACK_PENDING);
         let (work_tx, work_rx) = tokio::sync::mpsc::channel(credits.max(64));
@@ -225,6 +286,7 @@ impl Link {
         // Registered now, before the run loop first looks at the queue: a rack fed only by
         // the bus serves until it is stopped.
         let producer = (!consumers.is_empty()).then(|| queue.producer());
+        let (converged_tx, converged) = std::sync::mpsc::channel();
         let shared = Shared {
             js,
             queue: Arc::clone(queue),
@@ -236,10 +298,29 @@ impl Link {
         };
         let thread = std::thread::Builder::new()
             .name("bus".into())
-            .spawn(move || runtime.block_on(drive(shared, consumers, producer, work_rx)))
+            .spawn(move || {
+                let convergence = Convergence { stream, watchers, answer: converged_tx };
+                runtime.block_on(drive(shared, consumers, producer, work_rx, convergence))
+            })
             .map_err(|e| Error::invalid(format!("cannot start the bus thread: {e}")))?;
         *self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
-        Ok(names)
+        // The convergence task answers within CONVERGENCE_TIMEOUT_SECS (each probe publish
+        // is bounded by the interval); the margin covers a bus thread that stopped early.
+        let answer = converged.recv_timeout(Duration::from_secs(CONVERGENCE_TIMEOUT_SECS + 5));
+        match answer {
+            Ok(Ok(())) => Ok(names),
+            answer => {
+                let silent = match answer {
+                    Ok(Err(silent)) => silent.join(", "),
+                    _ => self.inputs.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", "),
+                };
+                self.close();
+                Err(Error::invalid(format!(
+                    "NATS server {}: timeout waiting for subject convergence after {CONVERGENCE_TIMEOUT_SECS} s: no sync probe came back on {silent} (can this rack publish there, and does a stream take it?)",
+                    self.options.url
+                )))
+            }
+        }
     }
 
     /// Hands the bus what became of one message (its ack and outputs); waits while the
@@ -274,13 +355,14 @@ impl Link {
         logger::info(
             "bus",
             &format!(
-                "{} published, {} acked, {} nak'd, {} terminated (not fluxMsgs), {} sync probe(s) seen, {} output(s) not published",
+                "{} published, {} acked, {} nak'd, {} terminated (not valid fluxMsgs), {} sync probe(s) seen, {} output(s) not published, {} refused (fluxMsg limits)",
                 n(&c.published),
                 n(&c.acked),
                 n(&c.naked),
                 n(&c.terminated),
                 n(&c.probes),
-                n(&c.unpublished)
+                n(&c.unpublished),
+                n(&c.refused)
             ),
         );
     }
@@ -315,7 +397,7 @@ struct Shared {
     credits: Arc<tokio::sync::Semaphore>,
     /// Acknowledgers of the bus messages pushed and not finished, oldest first.
     pending: Arc<Mutex<VecDeque<jetstream::message::Acker>>>,
-    outputs: HashMap<usize, String>,
+    outputs: HashMap<usize, Output>,
     counts: Arc<Counts>,
     closing: Arc<AtomicBool>,
 }
@@ -330,6 +412,7 @@ async fn drive(
     consumers: Vec<(usize, String, consumer::PullConsumer)>,
     producer: Option<crate::queue::Producer>,
     mut work: tokio::sync::mpsc::Receiver<Work>,
+    convergence: Convergence,
 ) {
     // Fetched messages go to the queue from one plain thread: a push may wait for room,
     // which must not stall this runtime.
@@ -351,9 +434,9 @@ async fn drive(
     });
     let mut fetchers = tokio::task::JoinSet::new();
     for (slot, subject, consumer) in consumers {
-        publish_probe(&shared.js, &subject).await;
         fetchers.spawn(fetch(shared.clone(), slot, subject, consumer, push_tx.clone()));
     }
+    let convergence = tokio::spawn(converge(shared.js.clone(), convergence));
     drop(push_tx);
     let mut finishing = tokio::task::JoinSet::new();
     while let Some(item) = work.recv().await {
@@ -371,6 +454,7 @@ async fn drive(
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
+    convergence.abort();
     // A fetch loop waiting for a credit stops now.
     shared.credits.close();
     let drain = async {
@@ -384,6 +468,83 @@ async fn drive(
         let _ = pusher.join();
     }
     let _ = tokio::time::timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS), shared.js.client().flush()).await;
+}
+
+/// What the convergence task needs: the stream, a probe watcher per consumed subject, and
+/// where to answer [`Link::start`] (`Err` with the subjects still silent).
+struct Convergence {
+    stream: stream::Stream,
+    watchers: Vec<(String, consumer::PullConsumer)>,
+    answer: std::sync::mpsc::Sender<std::result::Result<(), Vec<String>>>,
+}
+
+/// fluxrig's `waitForConvergence`: every subject probed until live or until
+/// [`CONVERGENCE_TIMEOUT_SECS`] pass; then the watchers are deleted.
+async fn converge(js: jetstream::Context, c: Convergence) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(CONVERGENCE_TIMEOUT_SECS);
+    let mut probing = tokio::task::JoinSet::new();
+    for (subject, watcher) in &c.watchers {
+        let (js, subject, watcher) = (js.clone(), subject.clone(), watcher.clone());
+        probing.spawn(async move {
+            let live = probe_until_seen(&js, &subject, &watcher, deadline).await;
+            (subject, live)
+        });
+    }
+    let mut silent = Vec::new();
+    while let Some(done) = probing.join_next().await {
+        match done {
+            Ok((_, true)) => {}
+            Ok((subject, false)) => silent.push(subject),
+            Err(_) => silent.push("(a probe task failed)".to_string()),
+        }
+    }
+    silent.sort();
+    let _ = c.answer.send(if silent.is_empty() { Ok(()) } else { Err(silent) });
+    for (_, mut watcher) in c.watchers {
+        let name = match watcher.info().await {
+            Ok(info) => info.name.clone(),
+            Err(_) => continue,
+        };
+        // Best effort: an ephemeral consumer left behind goes after its inactive threshold.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS), c.stream.delete_consumer(&name))
+                .await;
+    }
+}
+
+/// Publishes a probe on `subject` every [`PROBE_INTERVAL_MILLIS`] until `watcher` sees
+/// one (true) or `deadline` passes (false).
+async fn probe_until_seen(
+    js: &jetstream::Context,
+    subject: &str,
+    watcher: &consumer::PullConsumer,
+    deadline: tokio::time::Instant,
+) -> bool {
+    let interval = Duration::from_millis(PROBE_INTERVAL_MILLIS);
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let round_end = (now + interval).min(deadline);
+        // Bounded: a server that takes no publish must not hold the deadline.
+        let _ = tokio::time::timeout_at(round_end, publish_probe(js, subject)).await;
+        let wait =
+            round_end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(50));
+        match watcher.fetch().max_messages(MAX_FETCH_BATCH).expires(wait).messages().await {
+            Ok(mut batch) => {
+                while let Some(Ok(message)) = batch.next().await {
+                    let probe = MsgBytes::check(message.payload.to_vec())
+                        .is_ok_and(|m| m.flags() & FLAG_SYNC_PROBE != 0);
+                    if probe {
+                        logger::info("bus", &format!("{subject}: sync probe seen, the subject is live"));
+                        return true;
+                    }
+                }
+            }
+            Err(_) => tokio::time::sleep_until(round_end).await,
+        }
+    }
 }
 
 /// Publishes a sync probe (flags bit 0, fresh id, nothing else) on `subject`.
@@ -401,6 +562,30 @@ async fn publish_probe(js: &jetstream::Context, subject: &str) {
     }
 }
 
+/// Stamps an output leaving by `gear`'s port `port` at `now` as fluxrig's `publishPort`
+/// does (C5): an id if it has none, then the departure hop.
+///
+/// # Errors
+/// `TooManyHops` when the departure hop would pass
+/// [`MAX_HOPS`](fluxrig_core::limits::MAX_HOPS) (fluxrig's `Validate()` refuses it);
+/// `MessageTooLarge` past the core's encoded limit.
+fn stamp(mut msg: MsgBytes, gear: Uuid, port: Uuid, now: i64) -> Result<MsgBytes, MessageError> {
+    if msg.id() == NIL_UUID {
+        // Rare (a gear that clears the id): one decode and encode.
+        let mut decoded = msg.to_msg();
+        decoded.id = crate::clock::new_uuid_v7();
+        msg = MsgBytes::try_from_msg(&decoded)?;
+    }
+    msg.push_hop(&Hop { gear, port, ts: now })?;
+    Ok(msg)
+}
+
+/// The check of a message from the bus: fluxrig's `FluxMsg.Validate()` and decoding in
+/// one (see the module docs); what fails it is terminated.
+fn ingress(payload: &[u8]) -> Result<MsgBytes, MessageError> {
+    MsgBytes::check(payload.to_vec())
+}
+
 /// `Nats-Msg-Id = <id>-<hops>-<subject>` (fluxrig v0.12, C4).
 fn msg_id(msg: &MsgBytes, subject: &str) -> String {
     format!("{}-{}-{}", crate::json::uuid_string(&msg.id()), msg.hop_count(), subject)
@@ -415,7 +600,6 @@ async fn fetch(
     consumer: consumer::PullConsumer,
     push: std::sync::mpsc::SyncSender<(usize, MsgBytes, jetstream::message::Acker)>,
 ) {
-    let mut live = false;
     while !shared.closing.load(Ordering::Relaxed) && !shared.queue.is_stopping() {
         let Ok(first) = shared.credits.acquire().await else { return };
         first.forget();
@@ -452,15 +636,11 @@ async fn fetch(
         while let Some(message) = batch.next().await {
             let Ok(message) = message else { break };
             let (message, acker) = message.split();
-            let checked = MsgBytes::check(message.payload.to_vec());
+            let checked = ingress(&message.payload);
             match checked {
                 Ok(msg) if msg.flags() & FLAG_SYNC_PROBE != 0 => {
                     shared.counts.probes.fetch_add(1, Ordering::Relaxed);
                     let _ = acker.ack().await;
-                    if !live {
-                        live = true;
-                        logger::info("bus", &format!("{subject}: sync probe seen, the subject is live"));
-                    }
                 }
                 Ok(msg) => {
                     used += 1;
@@ -475,7 +655,7 @@ async fn fetch(
                     logger::warn(
                         "bus",
                         &format!(
-                            "{subject}: a message of {} bytes is not a fluxMsg ({e}); terminated",
+                            "{subject}: a message of {} bytes is not a valid fluxMsg ({e}); terminated",
                             message.payload.len()
                         ),
                     );
@@ -491,8 +671,26 @@ async fn fetch(
 /// naks the bus message it came from, then gives its credit back.
 async fn finish(shared: Shared, done: Finished, acker: Option<jetstream::message::Acker>) {
     let mut all_published = true;
+    let mut refused = false;
     for (slot, msg) in done.publishes {
-        let Some(subject) = shared.outputs.get(&slot) else { continue };
+        let Some(output) = shared.outputs.get(&slot) else { continue };
+        let subject = &output.subject;
+        let id = msg.id();
+        let msg = match stamp(msg, output.gear, output.port, crate::clock::unix_nanos()) {
+            Ok(msg) => msg,
+            Err(e) => {
+                refused = true;
+                shared.counts.refused.fetch_add(1, Ordering::Relaxed);
+                logger::error(
+                    "bus",
+                    &format!(
+                        "{subject}: output {} not published: {e} (fluxrig's Validate refuses it)",
+                        crate::json::uuid_string(&id)
+                    ),
+                );
+                continue;
+            }
+        };
         if publish(&shared, subject, msg).await {
             shared.counts.published.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -509,13 +707,13 @@ async fn finish(shared: Shared, done: Finished, acker: Option<jetstream::message
         return;
     };
     match done.input {
-        Some(true) if all_published => {
+        Some(true) if all_published && !refused => {
             if acker.ack().await.is_ok() {
                 shared.counts.acked.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Not all published (the rack is stopping, the server gone): redelivered later.
-        Some(true) => {}
+        Some(true) if !refused => {}
         _ => {
             if acker.ack_with(AckKind::Nak(None)).await.is_ok() {
                 shared.counts.naked.fetch_add(1, Ordering::Relaxed);
@@ -558,5 +756,79 @@ async fn publish(shared: &Shared, subject: &str, msg: MsgBytes) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(PUBLISH_RETRY_MILLIS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fluxrig_core::limits::{MAX_HOPS, MAX_PAYLOAD_BYTES};
+    use fluxrig_core::message::Value;
+
+    use super::*;
+
+    fn with_hops(n: usize) -> FluxMsg {
+        let hop = Hop { gear: [1; 16], port: [2; 16], ts: 3 };
+        let mut msg = FluxMsg::with_raw([9; 16], 1, b"x".to_vec());
+        msg.path = Some(vec![hop; n]);
+        msg
+    }
+
+    #[test]
+    fn stamping_sets_a_missing_id_and_appends_the_departure_hop_up_to_the_hop_limit() {
+        let mut nil = with_hops(0);
+        nil.id = NIL_UUID;
+        let stamped = stamp(MsgBytes::from_msg(&nil), [4; 16], [5; 16], 77).unwrap();
+        assert_ne!(stamped.id(), NIL_UUID);
+        let back = stamped.to_msg();
+        assert_eq!(back.path, Some(vec![Hop { gear: [4; 16], port: [5; 16], ts: 77 }]));
+        assert_eq!((back.raw.as_deref(), back.ts), (Some(&b"x"[..]), 1), "the rest is kept");
+        let subject = "flux.msg.r.g.out";
+        assert_eq!(
+            msg_id(&stamped, subject),
+            format!("{}-1-{subject}", crate::json::uuid_string(&stamped.id()))
+        );
+        // An id that is there is kept; the hop count after stamping names the publish.
+        let last = stamp(MsgBytes::from_msg(&with_hops(MAX_HOPS - 1)), [4; 16], [5; 16], 77).unwrap();
+        assert_eq!((last.id(), last.hop_count()), ([9; 16], MAX_HOPS));
+        assert!(msg_id(&last, subject).ends_with(&format!("-{MAX_HOPS}-{subject}")));
+        let over = stamp(MsgBytes::from_msg(&with_hops(MAX_HOPS)), [4; 16], [5; 16], 77).unwrap_err();
+        assert_eq!(over, MessageError::TooManyHops { limit: MAX_HOPS, got: MAX_HOPS + 1 });
+    }
+
+    #[test]
+    fn ingress_refuses_what_fluxrig_validate_refuses_at_each_edge() {
+        let bytes = |msg: &FluxMsg| msg.encode();
+        assert_eq!(ingress(&bytes(&with_hops(MAX_HOPS))).unwrap().hop_count(), MAX_HOPS);
+        assert_eq!(
+            ingress(&bytes(&with_hops(MAX_HOPS + 1))).unwrap_err(),
+            MessageError::TooManyHops { limit: MAX_HOPS, got: MAX_HOPS + 1 }
+        );
+        // The payload: raw + meta keys and values + data keys, text and bytes values.
+        let sized = |extra: usize| {
+            let mut msg = FluxMsg::with_raw([9; 16], 1, Vec::new());
+            msg.meta = Some(vec![("mk".into(), "mv".into())]);
+            msg.data =
+                Some(vec![("t".into(), Value::Text("abc".into())), ("b".into(), Value::Bytes(vec![0; 5]))]);
+            let counted = 4 + 4 + 6;
+            msg.raw = Some(vec![b'r'; MAX_PAYLOAD_BYTES - counted + extra]);
+            assert_eq!(msg.payload_bytes(), MAX_PAYLOAD_BYTES + extra);
+            msg.encode()
+        };
+        assert!(ingress(&sized(0)).is_ok());
+        assert_eq!(
+            ingress(&sized(1)).unwrap_err(),
+            MessageError::PayloadTooLarge { limit: MAX_PAYLOAD_BYTES, got: MAX_PAYLOAD_BYTES + 1 }
+        );
+        // Not UTF-8: a meta key, a meta value, a data key (the marker's 4 bytes replaced).
+        for (key, value, data_key) in [("KEYX", "v", "d"), ("k", "KEYX", "d"), ("k", "v", "KEYX")] {
+            let mut msg = FluxMsg::with_raw([9; 16], 1, Vec::new());
+            msg.meta = Some(vec![(key.into(), value.into())]);
+            msg.data = Some(vec![(data_key.into(), Value::Int(1))]);
+            let mut encoded = msg.encode();
+            let at = encoded.windows(4).position(|w| w == b"KEYX").unwrap();
+            encoded.splice(at..at + 4, [0xff, 0xfe, 0xfd, 0xfc]);
+            assert!(ingress(&encoded).is_err(), "{key} {value} {data_key}");
+            assert!(ingress(&msg.encode()).is_ok());
+        }
     }
 }

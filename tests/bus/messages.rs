@@ -26,6 +26,14 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Every message of the stream `flux-msg` on `subject`: (Nats-Msg-Id, raw payload text).
 fn stream_messages(url: &str, subject: &str) -> Vec<(String, String)> {
+    stream_fluxmsgs(url, subject)
+        .into_iter()
+        .map(|(id, msg)| (id, String::from_utf8(msg.raw.unwrap_or_default()).unwrap()))
+        .collect()
+}
+
+/// Every message of the stream `flux-msg` on `subject`: (Nats-Msg-Id, the fluxMsg).
+fn stream_fluxmsgs(url: &str, subject: &str) -> Vec<(String, fluxrig_core::FluxMsg)> {
     runtime().block_on(async {
         let js = jetstream::new(async_nats::connect(url).await.unwrap());
         let stream = js.get_stream("flux-msg").await.unwrap();
@@ -52,8 +60,7 @@ fn stream_messages(url: &str, subject: &str) -> Vec<(String, String)> {
                 got += 1;
                 let id =
                     m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap();
-                let msg = MsgBytes::check(m.payload.to_vec()).unwrap().to_msg();
-                out.push((id, String::from_utf8(msg.raw.unwrap_or_default()).unwrap()));
+                out.push((id, MsgBytes::check(m.payload.to_vec()).unwrap().to_msg()));
             }
             if got == 0 {
                 return out;
@@ -170,7 +177,8 @@ fn two_racks_exchange_messages_none_lost_or_duplicated() {
     let data: Vec<_> = stored.iter().filter(|(_, raw)| !raw.is_empty()).collect();
     assert_eq!(data.len() as u64, EXCHANGED);
     let (id, _) = data[0];
-    assert!(id.ends_with("-0-flux.msg.a.gen.out") && id.len() == 36 + "-0-flux.msg.a.gen.out".len(), "{id}");
+    // One hop: the departure hop the rack stamps on `gen.out` before publishing (C5).
+    assert!(id.ends_with("-1-flux.msg.a.gen.out") && id.len() == 36 + "-1-flux.msg.a.gen.out".len(), "{id}");
 }
 
 #[test]
@@ -317,9 +325,11 @@ fn a_gear_fault_naks_up_to_five_deliveries_and_junk_is_terminated_probes_never_r
     let (code, out, err) = b.wait();
     assert_eq!(code, 4, "some messages failed: {err}");
     assert_eq!(err.matches("trapped: unreachable").count(), 5, "{err}");
-    assert!(err.contains("is not a fluxMsg") && err.contains("terminated"), "{err}");
+    assert!(err.contains("is not a valid fluxMsg") && err.contains("terminated"), "{err}");
     assert!(
-        err.contains("bus: 0 published, 1 acked, 5 nak'd, 1 terminated (not fluxMsgs), 2 sync probe(s) seen"),
+        err.contains(
+            "bus: 0 published, 1 acked, 5 nak'd, 1 terminated (not valid fluxMsgs), 2 sync probe(s) seen"
+        ),
         "{err}"
     );
     assert_eq!(outputs(&out), ["fine"], "the probe never reached the gear");
@@ -435,4 +445,118 @@ fn an_output_larger_than_the_server_takes_fails_in_one_line_and_the_rest_flows()
         .filter(|r| !r.is_empty())
         .collect();
     assert_eq!(stored, ["small", "after"]);
+}
+
+/// fluxrig's `run::id_of`: the first 16 bytes of the SHA-256 of a gear or port name.
+fn id_of(name: &str) -> [u8; 16] {
+    fluxrig::run::id_of(name)
+}
+
+#[test]
+fn outputs_are_stamped_and_validated_as_fluxrig_does_at_the_hop_limit() {
+    use fluxrig_core::limits::MAX_HOPS;
+    use fluxrig_core::message::{FluxMsg, Hop, NIL_UUID};
+    let d = Dir::new("bus-stamp");
+    let server = NatsServer::start_in(&d.path(""), &[]);
+    let url = server.url();
+    let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    rack_b(&d, &hash, true);
+    let b = d.spawn(&run_args("b", "b.yaml", &url));
+    b.wait_for_log("sync probe seen");
+    let message = |id: [u8; 16], raw: &str, hops: usize| {
+        let mut msg = FluxMsg::with_raw(id, 1, raw.as_bytes().to_vec());
+        msg.path = Some(vec![Hop { gear: [1; 16], port: [2; 16], ts: 3 }; hops]);
+        msg.encode()
+    };
+    let subject = "flux.msg.a.gen.out";
+    // No id: the rack gives it one. 62 hops: arrival 63, departure 64, the limit: published.
+    publish_raw(&url, subject, message(NIL_UUID, "no id", 0));
+    publish_raw(&url, subject, message([6; 16], "62 hops", MAX_HOPS - 2));
+    // 63: the departure hop would be the 65th: refused, the input nak'd (5 deliveries).
+    publish_raw(&url, subject, message([7; 16], "63 hops", MAX_HOPS - 1));
+    // 64 passes the ingress check (but the gear cannot take its arrival hop: nak'd).
+    publish_raw(&url, subject, message([8; 16], "64 hops", MAX_HOPS));
+    // 65 fails it: terminated at once.
+    publish_raw(&url, subject, message([9; 16], "65 hops", MAX_HOPS + 1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.stderr().matches("fluxrig's Validate refuses it").count() < 5
+        || b.stderr().matches("(a wiring loop?)").count() < 5
+        || !b.stderr().contains("terminated")
+    {
+        assert!(Instant::now() < deadline, "{}", b.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    b.signal("TERM");
+    let (_, _, err) = b.wait();
+    let refusal = format!(
+        "flux.msg.b.pass.out: output 07070707-0707-0707-0707-070707070707 not published: path has {} hops, limit is {MAX_HOPS}",
+        MAX_HOPS + 1
+    );
+    assert!(err.contains(&refusal), "{err}");
+    assert!(err.contains("a message of") && err.contains("is not a valid fluxMsg"), "{err}");
+    assert!(
+        err.contains(
+            "bus: 2 published, 2 acked, 10 nak'd, 1 terminated (not valid fluxMsgs), 1 sync probe(s) seen, 0 output(s) not published, 5 refused (fluxMsg limits)"
+        ),
+        "{err}"
+    );
+    // As stored: the id given, the arrival and departure hops of `pass`, Nats-Msg-Id with
+    // the hop count after stamping.
+    let stored = stream_fluxmsgs(&url, "flux.msg.b.pass.out");
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let (arrival, departure) = (id_of("pass"), id_of("pass.out"));
+    for (header, msg) in &stored {
+        let path = msg.path.as_deref().unwrap();
+        let want_hops = if msg.raw.as_deref() == Some(&b"no id"[..]) { 2 } else { MAX_HOPS };
+        assert_eq!(path.len(), want_hops, "{msg:?}");
+        let [.., arrived, departed] = path else { panic!("{path:?}") };
+        assert_eq!((arrived.gear, arrived.port), (arrival, id_of("pass.in")));
+        assert_eq!((departed.gear, departed.port), (arrival, departure));
+        assert!(departed.ts >= arrived.ts && arrived.ts > 1_700_000_000_000_000_000, "{path:?}");
+        assert_ne!(msg.id, NIL_UUID);
+        let id = fluxrig::json::uuid_string(&msg.id);
+        assert_eq!(*header, format!("{id}-{want_hops}-flux.msg.b.pass.out"));
+    }
+    assert_eq!(stored[1].1.id, [6; 16], "an id that is there is kept");
+}
+
+#[test]
+fn a_subject_whose_probes_never_come_back_fails_the_start_before_any_gear_runs() {
+    let d = Dir::new("bus-converge");
+    // The rack may do everything but publish on the subject it consumes: its sync probes
+    // never reach the stream, so the subject never converges.
+    d.write(
+        "server.conf",
+        "authorization { users = [ { user: b, password: pw, permissions: { publish: { deny: [\"flux.msg.a.gen.out\"] } } } ] }\n",
+    );
+    d.write("pw", "pw\n");
+    let conf = d.path("server.conf");
+    let server = NatsServer::start_in(&d.path(""), &["-c", conf.to_str().unwrap()]);
+    let url = server.url();
+    let hash = import_unsigned(&d, "pass.wasm", &wat::parse_str(fluxrig_testkit::PASS_THROUGH_WAT).unwrap());
+    rack_b(&d, &hash, false);
+    let mut args = run_args("b", "b.yaml", &url);
+    args.extend(["--nats-user", "b", "--nats-password-file", "pw"]);
+    let run = d.run(&args, b"");
+    run.fails(
+        1,
+        "timeout waiting for subject convergence after 5 s: no sync probe came back on flux.msg.a.gen.out",
+    );
+    assert!(!run.stderr().contains("running scenario"), "no gear ran: {}", run.stderr());
+    assert_eq!(run.stdout(), "");
+    // The same rack with the right to probe starts once its subject is live.
+    let open = NatsServer::start_in(&d.path("open"), &[]);
+    let open_url = open.url();
+    let b = d.spawn(&run_args("b", "b.yaml", &open_url));
+    b.wait_for_log("running scenario");
+    assert!(
+        b.stderr().contains("flux.msg.a.gen.out: sync probe seen, the subject is live"),
+        "{}",
+        b.stderr()
+    );
+    let seen = b.stderr().find("sync probe seen").unwrap();
+    assert!(seen < b.stderr().find("running scenario").unwrap(), "live before the rack runs: {}", b.stderr());
+    b.signal("TERM");
+    assert_eq!(b.wait().0, 0);
 }
