@@ -326,12 +326,10 @@ fn a_gear_fault_naks_up_to_five_deliveries_and_junk_is_terminated_probes_never_r
     assert_eq!(code, 4, "some messages failed: {err}");
     assert_eq!(err.matches("trapped: unreachable").count(), 5, "{err}");
     assert!(err.contains("is not a valid fluxMsg") && err.contains("terminated"), "{err}");
-    assert!(
-        err.contains(
-            "bus: 0 published, 1 acked, 5 nak'd, 1 terminated (not valid fluxMsgs), 2 sync probe(s) seen"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("bus: 0 published, 1 acked, 5 nak'd, 1 terminated (not valid fluxMsgs), "), "{err}");
+    // The start's probe and the test's; a loaded machine may see the start's twice (it
+    // is published every 500 ms until seen).
+    assert!(probes_seen(&err) >= 2, "{err}");
     assert_eq!(outputs(&out), ["fine"], "the probe never reached the gear");
     // A probe from standard input is data: the gear gets it.
     d.write("stdin.yaml", scenario_with(&format!("snake://wasm_catalog/{hash}.wasm"), ""));
@@ -496,11 +494,14 @@ fn outputs_are_stamped_and_validated_as_fluxrig_does_at_the_hop_limit() {
     assert!(err.contains(&refusal), "{err}");
     assert!(err.contains("a message of") && err.contains("is not a valid fluxMsg"), "{err}");
     assert!(
-        err.contains(
-            "bus: 2 published, 2 acked, 10 nak'd, 1 terminated (not valid fluxMsgs), 1 sync probe(s) seen, 0 output(s) not published, 5 refused (fluxMsg limits)"
-        ),
+        err.contains("bus: 2 published, 2 acked, 10 nak'd, 1 terminated (not valid fluxMsgs), "),
         "{err}"
     );
+    assert!(
+        err.contains(" sync probe(s) seen, 0 output(s) not published, 5 refused (fluxMsg limits)"),
+        "{err}"
+    );
+    assert!(probes_seen(&err) >= 1, "{err}");
     // As stored: the id given, the arrival and departure hops of `pass`, Nats-Msg-Id with
     // the hop count after stamping.
     let stored = stream_fluxmsgs(&url, "flux.msg.b.pass.out");
@@ -559,4 +560,11 @@ fn a_subject_whose_probes_never_come_back_fails_the_start_before_any_gear_runs()
     assert!(seen < b.stderr().find("running scenario").unwrap(), "live before the rack runs: {}", b.stderr());
     b.signal("TERM");
     assert_eq!(b.wait().0, 0);
+}
+
+/// The sync probes the bus summary line of `err` counts.
+fn probes_seen(err: &str) -> usize {
+    let line = err.lines().find(|l| l.contains(" sync probe(s) seen")).unwrap_or_else(|| panic!("{err}"));
+    let before = line.split(" sync probe(s) seen").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
 }
