@@ -407,7 +407,17 @@ impl Sink<'_> {
     /// Keeps an output for the bus, or fails it if the server would refuse it (larger
     /// than its `max_payload`: retrying could never succeed).
     fn keep_for_bus(&mut self, slot: usize, msg: MsgBytes) {
-        let limit = self.out.bus.as_ref().map_or(usize::MAX, |b| b.max_payload());
+        let Some(bus) = self.out.bus.as_ref() else { return };
+        let limit = bus.max_payload();
+        let msg = match bus.stamp_output(slot, msg, clock::unix_nanos()) {
+            Ok(msg) => msg,
+            Err(text) => {
+                self.out.bus_failed = true;
+                self.out.stats.fail(Blame::Guest);
+                logger::error("bus", &text);
+                return;
+            }
+        };
         if msg.as_bytes().len() <= limit {
             self.out.bus_work.publishes.push((slot, msg));
             return;

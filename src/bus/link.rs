@@ -16,8 +16,9 @@
 //!   [`MAX_HOPS`](fluxrig_core::limits::MAX_HOPS) hops, a payload of at most
 //!   [`MAX_PAYLOAD_BYTES`](fluxrig_core::limits::MAX_PAYLOAD_BYTES), UTF-8 text). A gear's
 //!   output passed it; the departure hop is the one thing that can break it (a 65th hop),
-//!   and such an output is refused with one line, counted, and its bus input nak'd (Go's
-//!   `Publish` returns the error, so the handler fails).
+//!   and such an output is refused with one line on the rack's thread
+//!   ([`Link::stamp_output`]), counted as a failed message (exit status 4), and its bus
+//!   input nak'd (Go's `Publish` returns the error, so the handler fails).
 //! - **Publish.** Body: the stamped message's canonical CBOR (meta, `traceparent`
 //!   included, passes through). Header `Nats-Msg-Id: <id>-<hops after stamping>-<subject>`
 //!   (C4), so JetStream drops a duplicate of a publish retried after a lost PubAck or a
@@ -191,6 +192,33 @@ impl Link {
     /// Whether slot `slot`'s `out` goes to the bus.
     pub fn publishes(&self, slot: usize) -> bool {
         self.outputs.contains_key(&slot)
+    }
+
+    /// Stamps slot `slot`'s output for the bus as fluxrig's `publishPort` does (an id if it
+    /// has none, the departure hop; see [`stamp`]), on the rack's thread, so that a
+    /// refusal counts as the failure of the message it came from.
+    ///
+    /// # Errors
+    /// One line naming the subject, the output and what fluxrig's `Validate` refuses
+    /// (the departure hop would pass the hop limit); counted as refused.
+    pub fn stamp_output(
+        &self,
+        slot: usize,
+        msg: MsgBytes,
+        now: i64,
+    ) -> std::result::Result<MsgBytes, String> {
+        let Some(output) = self.outputs.get(&slot) else {
+            return Ok(msg);
+        };
+        let id = msg.id();
+        stamp(msg, output.gear, output.port, now).map_err(|e| {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            format!(
+                "{}: output {} not published: {e} (fluxrig's Validate refuses it)",
+                output.subject,
+                crate::json::uuid_string(&id)
+            )
+        })
     }
 
     /// Connects, makes sure of the stream and the consumers, and starts fetching into
@@ -671,26 +699,9 @@ async fn fetch(
 /// naks the bus message it came from, then gives its credit back.
 async fn finish(shared: Shared, done: Finished, acker: Option<jetstream::message::Acker>) {
     let mut all_published = true;
-    let mut refused = false;
     for (slot, msg) in done.publishes {
         let Some(output) = shared.outputs.get(&slot) else { continue };
         let subject = &output.subject;
-        let id = msg.id();
-        let msg = match stamp(msg, output.gear, output.port, crate::clock::unix_nanos()) {
-            Ok(msg) => msg,
-            Err(e) => {
-                refused = true;
-                shared.counts.refused.fetch_add(1, Ordering::Relaxed);
-                logger::error(
-                    "bus",
-                    &format!(
-                        "{subject}: output {} not published: {e} (fluxrig's Validate refuses it)",
-                        crate::json::uuid_string(&id)
-                    ),
-                );
-                continue;
-            }
-        };
         if publish(&shared, subject, msg).await {
             shared.counts.published.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -707,13 +718,13 @@ async fn finish(shared: Shared, done: Finished, acker: Option<jetstream::message
         return;
     };
     match done.input {
-        Some(true) if all_published && !refused => {
+        Some(true) if all_published => {
             if acker.ack().await.is_ok() {
                 shared.counts.acked.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Not all published (the rack is stopping, the server gone): redelivered later.
-        Some(true) if !refused => {}
+        Some(true) => {}
         _ => {
             if acker.ack_with(AckKind::Nak(None)).await.is_ok() {
                 shared.counts.naked.fetch_add(1, Ordering::Relaxed);

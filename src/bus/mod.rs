@@ -190,6 +190,16 @@ impl Link {
     }
 
     /// Unreachable: there is no bus in this build.
+    pub fn stamp_output(
+        &self,
+        _slot: usize,
+        _msg: fluxrig_core::MsgBytes,
+        _now: i64,
+    ) -> std::result::Result<fluxrig_core::MsgBytes, String> {
+        match *self {}
+    }
+
+    /// Unreachable: there is no bus in this build.
     pub fn start(&self, _queue: &std::sync::Arc<crate::queue::Queue>) -> Result<Vec<String>> {
         match *self {}
     }

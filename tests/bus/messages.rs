@@ -486,7 +486,8 @@ fn outputs_are_stamped_and_validated_as_fluxrig_does_at_the_hop_limit() {
     }
     std::thread::sleep(Duration::from_millis(500));
     b.signal("TERM");
-    let (_, _, err) = b.wait();
+    let (code, _, err) = b.wait();
+    assert_eq!(code, 4, "refused outputs are failed messages: {err}");
     let refusal = format!(
         "flux.msg.b.pass.out: output 07070707-0707-0707-0707-070707070707 not published: path has {} hops, limit is {MAX_HOPS}",
         MAX_HOPS + 1
