@@ -768,7 +768,7 @@ type BusWiring = (Vec<(usize, String)>, Vec<(usize, String)>);
 fn bus_wiring(plan: &plan::Plan, rack: &str) -> BusWiring {
     let inputs = plan.bus_inputs().map(|(slot, subject)| (slot, subject.to_string())).collect();
     let mut outputs: Vec<(usize, String)> =
-        plan.bus_outputs.iter().map(|(slot, gear)| (*slot, format!("flux.msg.{rack}.{gear}.out"))).collect();
+        plan.bus_outputs.iter().map(|(slot, gear)| (*slot, crate::bus::subject(rack, gear, "out"))).collect();
     outputs.sort();
     (inputs, outputs)
 }

@@ -139,7 +139,7 @@ pub struct BusInput {
 impl BusInput {
     /// The subject this rack consumes: `flux.msg.<rack>.<gear>.<port>`.
     pub fn subject(&self) -> String {
-        format!("flux.msg.{}.{}.{}", self.rack, self.gear, self.port)
+        crate::bus::subject(&self.rack, &self.gear, &self.port)
     }
 }
 

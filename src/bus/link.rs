@@ -163,7 +163,7 @@ impl Link {
             .into_iter()
             .map(|(slot, gear)| {
                 let output = Output {
-                    subject: format!("flux.msg.{rack}.{gear}.out"),
+                    subject: super::subject(rack, &gear, "out"),
                     gear: crate::run::id_of(&gear),
                     port: crate::run::id_of(&format!("{gear}.out")),
                 };

@@ -33,6 +33,12 @@ use crate::error::{Error, Result};
 /// The key-value bucket of fluxrig's module catalog (`snake://wasm_catalog/<hash>.wasm`).
 pub const CATALOG_BUCKET: &str = "wasm_catalog";
 
+/// The subject of a gear's port on the bus, fluxrig's data-plane layout
+/// `flux.msg.<rack>.<gear>.<port>` (spec/fleet-nats.md, 1.3): one home for it.
+pub fn subject(rack: &str, gear: &str, port: &str) -> String {
+    format!("flux.msg.{rack}.{gear}.{port}")
+}
+
 /// Largest value of the catalog bucket: 1 MiB, fluxrig v0.12's `snake.kv_max_value_size`
 /// (C9 in `spec/fleet-nats.md`): a larger module cannot be stored on a fluxrig bus.
 pub const MAX_KV_VALUE_BYTES: usize = 1024 * 1024;
