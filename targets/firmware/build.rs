@@ -1,12 +1,14 @@
 //! Makes the firmware's embedded gear: compiles `gear.wat`, vendor-signs it with the
 //! shared test vendor key and countersigns it with the shared test cluster key (RFC 8032
 //! test keys 1 and 2, from tests/data/vectors/signatures.txt via fluxrig-testkit),
-//! exactly as `fluxrig wasm sign` and `fluxrig wasm import` would. Writes to OUT_DIR:
+//! exactly as `fluxrig wasm sign` and `fluxrig wasm import` would (validating it in full
+//! first). Writes to OUT_DIR:
 //! `gear.wasm` (cluster-signed), `cluster.pub` (32 bytes), `gear_hash.txt` (hex).
 //! Also puts the right linker script for the target on the link path.
 
 use std::path::PathBuf;
 
+use fluxrig_core::gear::GearConfig;
 use fluxrig_core::verify::{countersign, vendor_sign, SigningKey};
 use fluxrig_testkit::vectors;
 
@@ -21,6 +23,8 @@ fn main() {
     let vendor = SigningKey::from_key_file(&key("vendor_key_file")).expect("vendor key");
     let cluster = SigningKey::from_key_file(&key("cluster_key_file")).expect("cluster key");
     let module = wat::parse_file(manifest.join("gear.wat")).expect("gear.wat compiles");
+    // Validated in full before it is countersigned, as `fluxrig wasm import` does.
+    fluxrig_core::gear::inspect(&module, &GearConfig::default()).expect("gear.wat is a valid gear");
     let signed = vendor_sign(&module, &vendor).expect("vendor-sign");
     let (hash, stored) = countersign(&signed, &cluster).expect("countersign");
     std::fs::write(out.join("gear.wasm"), stored).expect("write gear");

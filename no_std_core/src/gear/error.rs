@@ -7,6 +7,7 @@
 use core::fmt;
 use core::fmt::Write as _;
 
+use wasmi::errors::ErrorKind;
 use wasmi::{Error as WasmiError, TrapCode};
 
 use crate::blame::Blame;
@@ -65,6 +66,10 @@ pub enum Fault {
     Arithmetic,
     /// A bad indirect call (table bounds, null entry, type mismatch).
     IndirectCall,
+    /// A function body failed validation or translation at its first call (possible only
+    /// for a cluster-signed module that was not validated in full at import; see the
+    /// `gear::engine` module doc).
+    InvalidCode,
     /// Any other trap, including a host resource failure.
     Other,
 }
@@ -84,7 +89,15 @@ impl Fault {
             Some(TrapCode::TableOutOfBounds | TrapCode::IndirectCallToNull | TrapCode::BadSignature) => {
                 Self::IndirectCall
             }
-            _ => Self::Other,
+            _ => match e.kind() {
+                ErrorKind::Wasm(_)
+                | ErrorKind::Read(_)
+                | ErrorKind::Translation(_)
+                | ErrorKind::Ir(_)
+                | ErrorKind::UserLimits(_)
+                | ErrorKind::ImplementationLimits(_) => Self::InvalidCode,
+                _ => Self::Other,
+            },
         }
     }
 }
@@ -98,6 +111,7 @@ impl fmt::Display for Fault {
             Self::StackOverflow => "trapped: stack overflow",
             Self::Arithmetic => "trapped: arithmetic error",
             Self::IndirectCall => "trapped: bad indirect call",
+            Self::InvalidCode => "called a function that is not valid wasm",
             Self::Other => "trapped",
         })
     }
