@@ -186,8 +186,11 @@ fn parse(
     let invalid = |e: WasmiError| GearError::InvalidModule { detail: detail_of(&e) };
     // A lazy engine checks each body only at its first call: validate a module nobody has
     // validated yet in full first, so that it is refused now, not at some later message.
+    // By an eager compile on a throw-away engine rather than `Module::validate`, whose
+    // validator would be one more copy of wasmparser's operator walk in the binary
+    // (+30 KB on x86_64); that costs an eager compile once per unvalidated module.
     if engine.translation == Translation::Lazy && validated == Validated::NotYet {
-        Module::validate(&engine.engine, bytes).map_err(invalid)?;
+        Module::new(&GearEngine::new(Translation::Eager).engine, bytes).map_err(invalid)?;
     }
     engine.compiles.fetch_add(1, Ordering::Relaxed);
     Module::new(&engine.engine, bytes).map_err(invalid)
