@@ -186,6 +186,17 @@ fn a_module_that_cannot_start_is_refused_at_import() {
 }
 
 #[test]
+fn a_module_with_an_invalid_body_nothing_calls_is_refused_at_import_and_by_wasm_call() {
+    // A rack validates a cluster-signed module's bodies only at their first call, so
+    // import (which countersigns) must validate all of them, and so must an unverified run.
+    let d = Dir::new("invalid-body");
+    d.write("bad.wasm", pass_through_with("(func $never (result i32) (i64.const 0))"));
+    d.run(&["wasm", "import", "bad.wasm", "--allow-unsigned"], b"").fails(1, "type mismatch");
+    assert!(d.files("data/wasm").is_empty(), "{:?}", d.files("data/wasm"));
+    d.run(&["wasm", "call", "bad.wasm"], b"hello").fails(1, "type mismatch");
+}
+
+#[test]
 fn modules_over_the_content_limits_are_refused_at_import_naming_the_limit() {
     let d = Dir::new("contents");
     let repeat = |n: usize, item: &str| item.repeat(n);
