@@ -493,16 +493,17 @@ fn write_message(out: &mut Vec<u8>, cbor: &[u8]) -> Cbor<()> {
         Some(at) => {
             d.set_position(at);
             let n = d.map()?.ok_or(NotAMessage)?;
-            let mut sorted = Vec::with_capacity(usize::try_from(n).map_err(|_| NotAMessage)?.min(cbor.len()));
+            let mut entries =
+                Vec::with_capacity(usize::try_from(n).map_err(|_| NotAMessage)?.min(cbor.len()));
             for _ in 0..n {
-                sorted.push((d.str()?, d.str()?));
+                entries.push((d.str()?, d.str()?));
             }
-            // A checked message has no duplicate meta keys; keep the output well-formed anyway.
-            sorted.sort_by(|a, b| a.0.cmp(b.0));
-            sorted.dedup_by(|a, b| a.0 == b.0);
+            // A checked message has no duplicate meta keys; keep the output well-formed
+            // anyway (with the first, as this writer always did).
             out.push(b'{');
-            for (i, (key, value)) in sorted.into_iter().enumerate() {
-                if i > 0 {
+            for (n, i) in map_order(entries.iter().map(|(k, _)| *k), false).into_iter().enumerate() {
+                let (key, value) = entries.get(i).ok_or(NotAMessage)?;
+                if n > 0 {
                     out.push(b',');
                 }
                 push_str(out, key);
@@ -616,18 +617,12 @@ fn write_value(out: &mut Vec<u8>, d: &mut Decoder) -> Cbor<()> {
                 d.skip()?;
             }
             let end = d.position();
-            entries.sort_by(|a, b| a.0.cmp(&b.0)); // stable: the last of equal keys stays last
             out.push(b'{');
-            let mut first = true;
-            let mut entries = entries.iter().peekable();
-            while let Some((key, at)) = entries.next() {
-                if entries.peek().is_some_and(|(next, _)| next == key) {
-                    continue; // a later value for the same key replaces this one
-                }
-                if !first {
+            for (n, i) in map_order(entries.iter().map(|(k, _)| k.as_ref()), true).into_iter().enumerate() {
+                let (key, at) = entries.get(i).ok_or(NotAMessage)?;
+                if n > 0 {
                     out.push(b',');
                 }
-                first = false;
                 push_str(out, key);
                 out.push(b':');
                 d.set_position(*at);
@@ -740,16 +735,32 @@ struct Fields<'de> {
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// Orders entries by key and keeps the last of each key, as a `serde_json::Map` does.
-fn last_of_each_key<T>(mut entries: Vec<(String, T)>) -> Vec<(String, T)> {
-    entries.sort_by(|a, b| a.0.cmp(&b.0)); // stable: equal keys stay in input order
-    let mut out: Vec<(String, T)> = Vec::with_capacity(entries.len());
-    for entry in entries {
-        match out.last_mut() {
-            Some(last) if last.0 == entry.0 => *last = entry,
-            _ => out.push(entry),
+fn last_of_each_key<T>(entries: Vec<(String, T)>) -> Vec<(String, T)> {
+    let keep = map_order(entries.iter().map(|(k, _)| k.as_str()), true);
+    let mut slots: Vec<Option<(String, T)>> = entries.into_iter().map(Some).collect();
+    keep.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)).collect()
+}
+
+/// The entries of a map that a `serde_json::Map` holds, in its order, as positions in
+/// `keys`: by key (bytewise), one per key, the last of equal keys (as a map keeps them when
+/// it reads them) or the first.
+///
+/// One `sort_unstable` of `(key, position)` pairs, so that equal keys stay in the order
+/// given, for every map this module reads or writes: four stable sorts, one per element
+/// type, made the release binary 13.4 KB larger than this one sort.
+fn map_order<'a>(keys: impl Iterator<Item = &'a str>, last: bool) -> Vec<usize> {
+    let mut order: Vec<(&str, usize)> = keys.zip(0..).collect();
+    order.sort_unstable();
+    let mut keep = Vec::with_capacity(order.len());
+    for (j, (key, i)) in order.iter().enumerate() {
+        let same = |other: Option<&(&str, usize)>| other.is_some_and(|(k, _)| k == key);
+        let repeated =
+            if last { same(order.get(j + 1)) } else { j.checked_sub(1).is_some_and(|p| same(order.get(p))) };
+        if !repeated {
+            keep.push(*i);
         }
     }
-    out
+    keep
 }
 
 impl<'de> Fields<'de> {
@@ -1910,7 +1921,7 @@ mod tests {
                 [rng.below(5)]
             .clone();
             msg.meta = (rng.below(3) > 0).then(|| {
-                (0..rng.below(4)).map(|j| (["b", "a", "c\u{0}"][j % 3].into(), "v\t".repeat(j))).collect()
+                (0..rng.below(6)).map(|j| (["b", "a", "c\u{0}"][j % 3].into(), "v\t".repeat(j))).collect()
             });
             msg.data = (rng.below(3) > 0).then(|| {
                 (0..rng.below(5))
