@@ -698,16 +698,20 @@ enum Parsed<'de> {
     Text(Cow<'de, str>),
     /// A number, as `i64` if it is one (`serde_json::Number::as_i64`).
     Int(Option<i64>),
-    Value(Result<Value>),
+    Value(Checked<Value>),
     /// `meta` entries as given; a value that is not a string is `None`.
     Meta(Vec<(String, Option<String>)>),
     /// `data` entries as given.
-    Data(Vec<(String, Result<Value>)>),
-    Path(Vec<Result<Hop>>),
-    Hop(Result<Hop>),
+    Data(Vec<(String, Checked<Value>)>),
+    Path(Vec<Checked<Hop>>),
+    Hop(Checked<Hop>),
     Message(Box<Fields<'de>>),
     Other,
 }
+
+/// A value read, or why it is not one; the error boxed to keep [`Parsed`] small (112 bytes
+/// with it inline, moved for every field read).
+type Checked<T> = std::result::Result<T, Box<Error>>;
 
 /// The top-level fields as read (the last of duplicate keys), checked in
 /// [`Fields::into_message`].
@@ -828,8 +832,10 @@ impl<'de> Fields<'de> {
         match self.data {
             None | Some(Parsed::Null) => {}
             Some(Parsed::Data(entries)) => {
-                let data =
-                    last_of_each_key(entries).into_iter().map(|(k, v)| Ok((k, v?))).collect::<Result<_>>();
+                let data = last_of_each_key(entries)
+                    .into_iter()
+                    .map(|(k, v)| Ok((k, v.map_err(|e| *e)?)))
+                    .collect::<Result<_>>();
                 msg.data = Some(data.map_err(|e| e.context("'data'"))?)
             }
             Some(_) => return Err(Error::invalid("'data' must be an object")),
@@ -851,7 +857,9 @@ impl<'de> Fields<'de> {
         match self.path {
             None => {}
             Some(Parsed::Null) => msg.path = None,
-            Some(Parsed::Path(hops)) => msg.path = Some(hops.into_iter().collect::<Result<_>>()?),
+            Some(Parsed::Path(hops)) => {
+                msg.path = Some(hops.into_iter().collect::<Checked<_>>().map_err(|e| *e)?)
+            }
             Some(_) => return Err(Error::invalid("'path' must be an array of hops")),
         }
         Ok(msg)
@@ -902,7 +910,7 @@ impl Seed {
     fn number(self, n: &Number) -> Parsed<'static> {
         match self.0 {
             Kind::Int => Parsed::Int(n.as_i64()),
-            Kind::Value => Parsed::Value(number(n)),
+            Kind::Value => Parsed::Value(number(n).map_err(Box::new)),
             Kind::Hop => Parsed::Hop(Ok(Hop::default())),
             _ => Parsed::Other,
         }
@@ -1053,7 +1061,7 @@ impl<'de> de::Visitor<'de> for Seed {
                 let entries = last_of_each_key(entries)
                     .into_iter()
                     .map(|(k, v)| Ok((Value::Text(k), v?)))
-                    .collect::<Result<_>>();
+                    .collect::<Checked<_>>();
                 Ok(Parsed::Value(entries.map(Value::Map)))
             }
             Kind::Hop => {
@@ -1072,7 +1080,7 @@ impl<'de> de::Visitor<'de> for Seed {
                     *slot = Some(map.next_value_seed(Seed(kind))?);
                     key = map.next_key_seed(Key)?;
                 }
-                Ok(Parsed::Hop(hop(g, p, t)))
+                Ok(Parsed::Hop(hop(g, p, t).map_err(Box::new)))
             }
             Kind::Text | Kind::Int | Kind::Path => {
                 while let Some(_k) = key {
