@@ -344,7 +344,7 @@ impl Output {
             Format::Json => {
                 // One buffer for every line: no allocation for the text, no formatting.
                 self.line.clear();
-                json::push_json(&mut self.line, &msg.to_msg());
+                json::push_json(&mut self.line, msg.as_bytes());
                 self.line.push(b'\n');
                 (writer.out.write_all(&self.line), self.line.len())
             }
