@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fluxrig_core::message::Uuid;
+use fluxrig_core::message::{FluxMsg, Uuid};
 
 /// Returns Unix nanoseconds now (0 if the clock is before 1970, saturating in 2262).
 pub fn unix_nanos() -> i64 {
@@ -44,13 +44,26 @@ fn random(out: &mut [u8]) {
 /// random bits from the operating system (drawn from a per-thread pool, refilled 4 KiB at
 /// a time).
 pub fn new_uuid_v7() -> Uuid {
+    uuid_v7_at(unix_nanos())
+}
+
+/// Makes a UUID v7 as [`new_uuid_v7`] does, for a time the caller already read.
+fn uuid_v7_at(unix_nanos: i64) -> Uuid {
     let mut u = [0u8; 16];
     random(&mut u[6..]);
-    let millis = (unix_nanos() / 1_000_000) as u64;
+    let millis = (unix_nanos / 1_000_000) as u64;
     u[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     u[6] = 0x70 | (u[6] & 0x0f);
     u[8] = 0x80 | (u[8] & 0x3f);
     u
+}
+
+/// A new message carrying `raw`: a UUID v7 id and `ts` from one clock read (a generator
+/// or a raw input line makes one per message; the second read was 4 % of a generating
+/// rack's CPU).
+pub fn new_raw_message(raw: Vec<u8>) -> FluxMsg {
+    let now = unix_nanos();
+    FluxMsg::with_raw(uuid_v7_at(now), now, raw)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use minicbor::Decoder;
 use serde::de;
 use serde_json::Number;
 
-use crate::clock::{new_uuid_v7, unix_nanos};
+use crate::clock::{new_raw_message, new_uuid_v7, unix_nanos};
 use crate::error::{Error, Result};
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -688,7 +688,7 @@ pub fn from_line(line: &str) -> Result<FluxMsg> {
     let parsed = de::DeserializeSeed::deserialize(Seed(Kind::Message), &mut de);
     match (parsed, de.end()) {
         (Ok(Parsed::Message(mut fields)), Ok(())) if fields.known => fields.take_message(),
-        _ => Ok(FluxMsg::with_raw(new_uuid_v7(), unix_nanos(), line.as_bytes().to_vec())),
+        _ => Ok(new_raw_message(line.as_bytes().to_vec())),
     }
 }
 

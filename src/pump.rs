@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use fluxrig_core::limits::MAX_ENCODED_MESSAGE_BYTES;
 use fluxrig_core::message::{Uuid, MAX_HOP_BYTES};
-use fluxrig_core::{FluxMsg, MsgBytes};
+use fluxrig_core::MsgBytes;
 
 use crate::cli::Format;
 use crate::clock;
@@ -287,7 +287,7 @@ fn json_lines(reader: impl Read, input: &Input, producer: &Producer) -> (End, u6
 pub fn line_to_message(line: &[u8]) -> Result<MsgBytes, String> {
     let msg = match std::str::from_utf8(line) {
         Ok(text) => json::from_line(text).map_err(|e| e.to_string())?,
-        Err(_) => FluxMsg::with_raw(clock::new_uuid_v7(), clock::unix_nanos(), line.to_vec()),
+        Err(_) => clock::new_raw_message(line.to_vec()),
     };
     MsgBytes::try_from_msg(&msg).map_err(|e| e.to_string())
 }
@@ -457,6 +457,7 @@ impl Generator {
     /// or the rack stops (or replaces the plan).
     pub fn run(self, generation: u64, producer: &Producer) {
         let origin = Origin::Generated { generation, index: self.index };
+        let payload = Template::new(&self.payload);
         let mut batch = Batch::new(producer);
         for n in 1..=self.count {
             if n > 1 && self.interval_ms > 0 {
@@ -469,8 +470,7 @@ impl Generator {
             if batch.items.is_empty() && producer.queue().is_stopping() {
                 return;
             }
-            let raw = self.payload.replace("{n}", &n.to_string()).into_bytes();
-            let mut msg = FluxMsg::with_raw(clock::new_uuid_v7(), clock::unix_nanos(), raw);
+            let mut msg = clock::new_raw_message(payload.make(n));
             msg.src_id = self.src;
             if batch.add(Item::Message(origin, MsgBytes::from_msg(&msg))) != Flow::Continue {
                 return;
@@ -480,9 +480,47 @@ impl Generator {
     }
 }
 
+/// A generator's payload split once at its `{n}`s, so that a message's payload is made by
+/// appending, without searching the text again (the search was 4 % of a generating rack's
+/// CPU).
+struct Template<'a> {
+    pieces: Vec<&'a str>,
+}
+
+impl<'a> Template<'a> {
+    fn new(payload: &'a str) -> Self {
+        Self { pieces: payload.split("{n}").collect() }
+    }
+
+    /// The payload of message `n`: every `{n}` replaced by `n` in decimal.
+    fn make(&self, n: u64) -> Vec<u8> {
+        let number = n.to_string();
+        let mut pieces = self.pieces.iter();
+        let mut out = Vec::with_capacity(self.pieces.iter().map(|p| p.len() + number.len()).sum());
+        out.extend_from_slice(pieces.next().map_or(&b""[..], |p| p.as_bytes()));
+        for piece in pieces {
+            out.extend_from_slice(number.as_bytes());
+            out.extend_from_slice(piece.as_bytes());
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use fluxrig_core::FluxMsg;
+
     use super::*;
+
+    #[test]
+    fn a_template_replaces_every_n_as_replace_does() {
+        for text in ["", "{n}", "plain", "a{n}b", "{n}{n}", "x{n}y{n}z{n}", "{{n}}", "{n", "n}"] {
+            for n in [1, 42, u64::MAX] {
+                let want = text.replace("{n}", &n.to_string());
+                assert_eq!(Template::new(text).make(n), want.as_bytes(), "{text:?} {n}");
+            }
+        }
+    }
 
     #[test]
     fn frames_whole_items_and_asks_for_what_is_missing() {

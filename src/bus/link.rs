@@ -59,7 +59,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream, AckKind};
-use fluxrig_core::message::{FluxMsg, Hop, MessageError, Uuid, FLAG_SYNC_PROBE, NIL_UUID};
+use fluxrig_core::message::{Hop, MessageError, Uuid, FLAG_SYNC_PROBE, NIL_UUID};
 use fluxrig_core::MsgBytes;
 use futures_util::StreamExt;
 
@@ -577,7 +577,7 @@ async fn probe_until_seen(
 
 /// Publishes a sync probe (flags bit 0, fresh id, nothing else) on `subject`.
 async fn publish_probe(js: &jetstream::Context, subject: &str) {
-    let mut probe = FluxMsg::with_raw(crate::clock::new_uuid_v7(), crate::clock::unix_nanos(), Vec::new());
+    let mut probe = crate::clock::new_raw_message(Vec::new());
     probe.raw = None;
     probe.flags = FLAG_SYNC_PROBE;
     let msg = MsgBytes::from_msg(&probe);
@@ -773,7 +773,7 @@ async fn publish(shared: &Shared, subject: &str, msg: MsgBytes) -> bool {
 #[cfg(test)]
 mod tests {
     use fluxrig_core::limits::{MAX_HOPS, MAX_PAYLOAD_BYTES};
-    use fluxrig_core::message::Value;
+    use fluxrig_core::message::{FluxMsg, Value};
 
     use super::*;
 
