@@ -174,11 +174,11 @@ checks them and rewrites this file from what it measured; it fails when a target
 past its budget in `targets/budgets`.
 
 - Gateways: a static `fluxrig` binary built by `targets/build.sh NAME` (release profile:
-  `opt-level = "z"` with the interpreter crates at 3, fat LTO, one codegen unit; std
-  rebuilt for size by the pinned nightly; stripped). The tutorial's steps run with that
-  binary under qemu-user, then the whole test suite (core unit tests, the shared vectors,
-  the CLI end to end) in the release profile with the same flags except the panic
-  strategy (the tests need unwinding). The tests compare signatures, CBOR and catalog
+  `opt-level = "z"` with the interpreter crates at 3 (`wasmi_ir` at "s" on MIPS), fat
+  LTO, one codegen unit; std rebuilt for size by the pinned nightly; stripped). The
+  tutorial's steps run with that binary under qemu-user, then the whole test suite (core
+  unit tests, the shared vectors, the CLI end to end) in the release profile with the
+  same flags except the panic strategy (the tests need unwinding). The tests compare signatures, CBOR and catalog
   hashes with the shared vectors byte for byte, so a passing big-endian MIPS run is
   byte-identical to x86.
 - Microcontrollers: `targets/firmware`, the core in a fixed 512 KiB heap arena with a
