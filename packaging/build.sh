@@ -43,8 +43,7 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
 # systemd: systemd-analyze; busybox: OpenWrt's shell for the init script check;
 # binutils: readelf; procps: /usr/bin/kill, which verify wants for ExecReload=.
-wanted=(qemu-user-static gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross
-    libc6-dev-armhf-cross binutils procps systemd busybox python3 dpkg)
+wanted=(qemu-user-static binutils procps systemd busybox python3 dpkg)
 missing=()
 for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -56,8 +55,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "Debian packages present: ${wanted[*]}"
 fi
-# The binaries are built by targets/build.sh: the pinned nightly with rust-src, and for
-# aarch64 cargo-zigbuild with Zig (PyPI, pinned in .ci/run).
+# The binaries are built by targets/build.sh: the pinned nightly with rust-src, linked by
+# cargo-zigbuild with Zig (PyPI, pinned in .ci/run), which brings musl: no cross gcc.
 source targets/toolchain.env
 rustup toolchain install "$FLUXRIG_NIGHTLY" --profile minimal --component rust-src
 if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
@@ -120,7 +119,7 @@ summary=()
 for name in aarch64 armv7; do
     case $name in
         aarch64) triple=aarch64-unknown-linux-musl; arch=arm64 ;;
-        armv7) triple=armv7-unknown-linux-gnueabihf; arch=armhf ;;
+        armv7) triple=armv7-unknown-linux-musleabihf; arch=armhf ;;
     esac
     config=targets/$name/config.toml
     runner=$(sed -n 's/^runner = "\(.*\)"$/\1/p' "$config")

@@ -9,7 +9,7 @@
 # shipped binary); targets/run.sh puts the line into targets/README.md for each target.
 # A symbol belongs to the first crate its demangled path names (`<wasmi::X as core::Y>::z`
 # is wasmi's: the type's crate, as cargo-bloat counts); symbols without a Rust path (the C
-# library: musl, or static glibc on armv7 and riscv64; libgcc, compiler-rt; rustc's
+# library: the musl Zig links in; compiler-rt; the firmware's runtime; rustc's
 # unnamed constants `.Lanon.*`) are "C, runtime, unnamed". Sections without symbols (string
 # tables of panics and formats merged by the linker, .eh_frame, relocations) are the gap
 # between the symbol total and the loaded size, which the line states.

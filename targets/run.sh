@@ -34,8 +34,8 @@ done
 rust_target() {
     case $1 in
         aarch64) echo aarch64-unknown-linux-musl ;;
-        armv7) echo armv7-unknown-linux-gnueabihf ;;
-        riscv64) echo riscv64gc-unknown-linux-gnu ;;
+        armv7) echo armv7-unknown-linux-musleabihf ;;
+        riscv64) echo riscv64gc-unknown-linux-musl ;;
         mips) echo mips-unknown-linux-musl ;;
         mipsel) echo mipsel-unknown-linux-musl ;;
         thumbv7em) echo thumbv7em-none-eabihf ;;
@@ -80,7 +80,7 @@ smoke() {
 }
 
 gateway() {
-    local name=$1 triple config="targets/$1/config.toml" start=$SECONDS bin size cargo=cargo
+    local name=$1 triple config="targets/$1/config.toml" start=$SECONDS bin size
     triple=$(rust_target "$name")
     echo "=== $name ($triple)"
     bin=$(targets/build.sh "$name")
@@ -91,9 +91,8 @@ gateway() {
     smoke "$runner" "$bin"
     # The tests need unwinding (libtest reports a failing test by catching its panic, and
     # #[should_panic] tests expect one): the same flags, but panic=unwind with unwind tables.
-    case $name in aarch64|mips|mipsel) cargo=cargo-zigbuild ;; esac
     # Built first, then run under a time limit that counts the tests only.
-    local test=("$cargo" test --release --workspace --target "$triple" --config "$config"
+    local test=(cargo-zigbuild test --release --workspace --target "$triple" --config "$config"
         --config "target.$triple.rustflags=[\"-Cpanic=unwind\", \"-Cforce-unwind-tables=yes\"]")
     CARGO_PROFILE_RELEASE_PANIC=unwind RUSTUP_TOOLCHAIN=$FLUXRIG_NIGHTLY "${test[@]}" --no-run
     CARGO_PROFILE_RELEASE_PANIC=unwind RUSTUP_TOOLCHAIN=$FLUXRIG_NIGHTLY timeout 1800 "${test[@]}"
@@ -175,11 +174,11 @@ checks them and rewrites this file from what it measured; it fails when a target
 past its budget in `targets/budgets`.
 
 - Gateways: a static `fluxrig` binary built by `targets/build.sh NAME` (release profile:
-  `opt-level = "z"` with the interpreter crates at 3, fat LTO, one codegen unit; std
-  rebuilt for size by the pinned nightly; stripped). The tutorial's steps run with that
-  binary under qemu-user, then the whole test suite (core unit tests, the shared vectors,
-  the CLI end to end) in the release profile with the same flags except the panic
-  strategy (the tests need unwinding). The tests compare signatures, CBOR and catalog
+  `opt-level = "z"` with the interpreter crates at 3 (`wasmi_ir` at "s" on MIPS), fat
+  LTO, one codegen unit; std rebuilt for size by the pinned nightly; stripped). The
+  tutorial's steps run with that binary under qemu-user, then the whole test suite (core
+  unit tests, the shared vectors, the CLI end to end) in the release profile with the
+  same flags except the panic strategy (the tests need unwinding). The tests compare signatures, CBOR and catalog
   hashes with the shared vectors byte for byte, so a passing big-endian MIPS run is
   byte-identical to x86.
 - Microcontrollers: `targets/firmware`, the core in a fixed 512 KiB heap arena with a
@@ -197,8 +196,8 @@ HEAD
         # The dispatch is chosen in no_std_core/Cargo.toml by target architecture.
         case $name in
             aarch64) ln="zig cc (cargo-zigbuild)"; rn="qemu-aarch64-static"; dp="tail-call" ;;
-            armv7) ln="gcc-arm-linux-gnueabihf"; rn="qemu-arm-static"; dp="tail-call" ;;
-            riscv64) ln="gcc-riscv64-linux-gnu"; rn="qemu-riscv64-static"; dp="tail-call" ;;
+            armv7) ln="zig cc (cargo-zigbuild)"; rn="qemu-arm-static"; dp="tail-call" ;;
+            riscv64) ln="zig cc (cargo-zigbuild)"; rn="qemu-riscv64-static"; dp="tail-call" ;;
             mips|mipsel) ln="zig cc (cargo-zigbuild)"; rn="qemu-$name-static"; dp="portable" ;;
             thumbv7em) ln="rust-lld"; rn="qemu-system-arm -M mps2-an386 (semihosting)"; dp="portable" ;;
             riscv32imac) ln="rust-lld"; rn="qemu-system-riscv32 -M virt -bios none (semihosting)"; dp="portable" ;;
