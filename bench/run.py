@@ -203,7 +203,7 @@ def table(core_figures, rows, count, runs, quick, about):
     lines += ["", "Where the tutorial gear's lazy cold start goes (medians of each stage): "
               + ", ".join(f"{label} {c[f'cold_tutorial_lazy_{key}_us']:.1f} µs" for key, label in
                           (("engine", "a new engine"), ("verify", "verify (SHA-256 + Ed25519)"),
-                           ("compile", "compile (parse; each body validated and translated at its first call)"),
+                           ("compile", "compile (validate, lazy translation)"),
                            ("instantiate", "instantiate + first message"))) + "."]
     lines += ["", "### The real binary end to end (`fluxrig run`, release build)", "",
               "64-byte payloads; stdin is a file of the same messages as `generate` makes; stdout is a pipe.",

@@ -187,8 +187,9 @@ fn a_module_that_cannot_start_is_refused_at_import() {
 
 #[test]
 fn a_module_with_an_invalid_body_nothing_calls_is_refused_at_import_and_by_wasm_call() {
-    // A rack validates a cluster-signed module's bodies only at their first call, so
-    // import (which countersigns) must validate all of them, and so must an unverified run.
+    // Every body is validated when a module is compiled, called or not (translation waits
+    // for the first call): at import, before the module is countersigned, and for an
+    // unverified run.
     let d = Dir::new("invalid-body");
     d.write("bad.wasm", pass_through_with("(func $never (result i32) (i64.const 0))"));
     d.run(&["wasm", "import", "bad.wasm", "--allow-unsigned"], b"").fails(1, "type mismatch");

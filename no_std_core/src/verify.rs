@@ -367,10 +367,8 @@ pub fn verify_vendor(module: &[u8], trusted: &[PublicKey]) -> Result<usize, Veri
 /// catalog hash (SHA-256 of `vendor_signed`) and the bytes to store, `vendor_signed` +
 /// `fluxrig.cluster.signature`.
 ///
-/// The vendor signature must have been checked by the caller (or waived by the operator),
-/// and the module validated in full ([`crate::gear::inspect`]): this function signs
-/// whatever it is given, and a rack validates a cluster-signed module's function bodies
-/// only as each is first called (`gear::engine`'s module doc says why that is sound).
+/// The vendor signature must have been checked by the caller (or waived by the operator):
+/// this function signs whatever it is given.
 ///
 /// # Errors
 /// [`VerifyError::AlreadyCountersigned`] or a malformed module.

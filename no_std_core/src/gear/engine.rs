@@ -7,19 +7,17 @@
 //! [`inspect`] is the one way to check raw, unverified bytes (an importer refusing a bad
 //! module before it signs it); it compiles on a throw-away engine and never instantiates.
 //!
-//! Compilation mode: lazy ([`Translation::Lazy`], wasmi's `CompilationMode::Lazy`): each
-//! function body is validated and translated at its first call. Every module is still
-//! validated in full before it can run, once: a module from outside (raw bytes for
-//! [`inspect`] and [`problems`], which the importer runs before it countersigns, and a
-//! module the operator runs unverified) is validated in full here, with the same wasmi
-//! validator, before it is compiled; a cluster-signed module was validated in full by the
-//! node that countersigned it (no other path signs a module into a catalog), so at run time
-//! its bodies are validated again one by one as they are first called, and a body that
-//! failed would fail that call as a gear fault, never run. So execution is as
-//! deterministic as with eager validation (the reason wasmi gives against lazy mode).
-//! Measured (bench/RESULTS.md, cold start of the tutorial gear): 141 µs with validation
-//! eager and translation lazy, 118 µs lazy, 155 µs eager. [`Translation::Eager`] is kept
-//! for the benchmark that compares them.
+//! Compilation mode: wasmi's lazy translation (validate every function eagerly, translate
+//! each on its first call). Measured cold start (verify + compile + instantiate + one
+//! message) in README "Measured": lazy is faster for every gear we have, most for large
+//! ones, and validation stays eager, so a malformed function body is still refused at
+//! import. [`Translation::Eager`] is kept for the benchmark that compares the two.
+//! wasmi's fully lazy mode (each body validated, too, at its first call) was measured at
+//! 118-125 µs against 141 µs for the tutorial gear's cold start, and not taken: wasmi
+//! 2.0's validating translator, which that mode and eager compiles use, panics on a body
+//! with operators after its final `end` (found by the `module` fuzz target, kept as
+//! `fuzz/corpus/module/operators_after_end`), where wasmparser's own validator, run in
+//! full first as here, refuses it. Eager compiles (the benchmark only) have that panic.
 //!
 //! Out of scope: routing, clocks, I/O. No wasmi type leaves this module's crate.
 
@@ -41,13 +39,12 @@ use crate::limits::{
 };
 use crate::verify::{CatalogHash, Trust, VerifiedModule};
 
-/// When wasmi validates and translates a module's functions to its internal code.
+/// When wasmi translates a module's functions to its internal code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Translation {
     /// All functions at compile time.
     Eager,
-    /// Each function at its first call, after the module was validated in full once (see
-    /// the module doc: at import for a cluster-signed module, here for any other).
+    /// Each function at its first call; validation still runs for all at compile time.
     Lazy,
 }
 
@@ -56,7 +53,6 @@ pub enum Translation {
 pub struct GearEngine {
     engine: Engine,
     compiles: AtomicUsize,
-    translation: Translation,
 }
 
 impl Default for GearEngine {
@@ -81,7 +77,7 @@ impl GearEngine {
             .consume_fuel(true)
             .compilation_mode(match translation {
                 Translation::Eager => CompilationMode::Eager,
-                Translation::Lazy => CompilationMode::Lazy,
+                Translation::Lazy => CompilationMode::LazyTranslation,
             })
             .set_max_stack_height(MAX_VALUE_STACK_BYTES)
             .set_max_recursion_depth(MAX_RECURSION_DEPTH)
@@ -91,7 +87,7 @@ impl GearEngine {
             // is parsed, before it costs more than its bytes. The values are listed, with
             // what the budget prices beyond them, in `crate::limits` (MAX_GLOBALS, ...).
             .enforced_limits(EnforcedLimits::strict());
-        Self { engine: Engine::new(&config), compiles: AtomicUsize::new(0), translation }
+        Self { engine: Engine::new(&config), compiles: AtomicUsize::new(0) }
     }
 
     /// Returns how many modules this engine has compiled.
@@ -135,7 +131,7 @@ fn fits(ty: &FuncType, sig: &abi::Sig) -> bool {
 /// # Errors
 /// The first [`GearError`] found, naming the import or export.
 pub fn inspect(module: &[u8], config: &GearConfig) -> Result<ModuleShape, GearError> {
-    compile(&GearEngine::default(), module, config, Validated::NotYet).map(|(_, shape)| shape)
+    compile(&GearEngine::default(), module, config).map(|(_, shape)| shape)
 }
 
 /// Every reason `module` cannot run as a gear under `config`, in the order [`inspect`]
@@ -145,7 +141,7 @@ pub fn inspect(module: &[u8], config: &GearConfig) -> Result<ModuleShape, GearEr
 /// error (nothing after it can be read).
 pub fn problems(module: &[u8], config: &GearConfig) -> Vec<GearError> {
     let engine = GearEngine::default();
-    match parse(&engine, module, config, Validated::NotYet) {
+    match parse(&engine, module, config) {
         Ok(parsed) => {
             let mut found = Vec::new();
             let _ = shape(&parsed, config, module.len(), &mut found);
@@ -155,21 +151,7 @@ pub fn problems(module: &[u8], config: &GearConfig) -> Vec<GearError> {
     }
 }
 
-/// Whether a module's function bodies were all validated before it reached this engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Validated {
-    /// Cluster-signed: validated in full by the node that countersigned it.
-    AtImport,
-    /// Raw bytes, or a module run unverified: validated in full here first.
-    NotYet,
-}
-
-fn parse(
-    engine: &GearEngine,
-    bytes: &[u8],
-    config: &GearConfig,
-    validated: Validated,
-) -> Result<Module, GearError> {
+fn parse(engine: &GearEngine, bytes: &[u8], config: &GearConfig) -> Result<Module, GearError> {
     config.check()?;
     let contents =
         crate::section::contents(bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })?;
@@ -183,26 +165,16 @@ fn parse(
         );
         return Err(GearError::InvalidModule { detail: detail_of(&detail) });
     }
-    let invalid = |e: WasmiError| GearError::InvalidModule { detail: detail_of(&e) };
-    // A lazy engine checks each body only at its first call: validate a module nobody has
-    // validated yet in full first, so that it is refused now, not at some later message.
-    // By an eager compile on a throw-away engine rather than `Module::validate`, whose
-    // validator would be one more copy of wasmparser's operator walk in the binary
-    // (+30 KB on x86_64); that costs an eager compile once per unvalidated module.
-    if engine.translation == Translation::Lazy && validated == Validated::NotYet {
-        Module::new(&GearEngine::new(Translation::Eager).engine, bytes).map_err(invalid)?;
-    }
     engine.compiles.fetch_add(1, Ordering::Relaxed);
-    Module::new(&engine.engine, bytes).map_err(invalid)
+    Module::new(&engine.engine, bytes).map_err(|e| GearError::InvalidModule { detail: detail_of(&e) })
 }
 
 fn compile(
     engine: &GearEngine,
     bytes: &[u8],
     config: &GearConfig,
-    validated: Validated,
 ) -> Result<(Module, ModuleShape), GearError> {
-    let module = parse(engine, bytes, config, validated)?;
+    let module = parse(engine, bytes, config)?;
     let mut found = Vec::new();
     match (shape(&module, config, bytes.len(), &mut found), found.into_iter().next()) {
         (Some(shape), None) => Ok((module, shape)),
@@ -317,11 +289,7 @@ impl Compiled {
         module: &VerifiedModule<B>,
         config: &GearConfig,
     ) -> Result<Self, GearError> {
-        let validated = match module.trust() {
-            Trust::ClusterSigned => Validated::AtImport,
-            Trust::Unverified => Validated::NotYet,
-        };
-        let (compiled, shape) = compile(engine, module.bytes(), config, validated)?;
+        let (compiled, shape) = compile(engine, module.bytes(), config)?;
         let mut linker = Linker::new(&engine.engine);
         linker
             .func_wrap(abi::LOG_IMPORT_MODULE, abi::LOG_IMPORT_NAME, log_host)

@@ -66,10 +66,9 @@ pub enum Fault {
     Arithmetic,
     /// A bad indirect call (table bounds, null entry, type mismatch).
     IndirectCall,
-    /// A function body failed validation or translation at its first call (possible only
-    /// for a cluster-signed module that was not validated in full at import; see the
-    /// `gear::engine` module doc).
-    InvalidCode,
+    /// A function body the engine could not translate at its first call (valid wasm over
+    /// one of wasmi's own limits, such as 30 000 locals; see the `gear::engine` module doc).
+    Uncompilable,
     /// Any other trap, including a host resource failure.
     Other,
 }
@@ -95,7 +94,7 @@ impl Fault {
                 | ErrorKind::Translation(_)
                 | ErrorKind::Ir(_)
                 | ErrorKind::UserLimits(_)
-                | ErrorKind::ImplementationLimits(_) => Self::InvalidCode,
+                | ErrorKind::ImplementationLimits(_) => Self::Uncompilable,
                 _ => Self::Other,
             },
         }
@@ -111,7 +110,7 @@ impl fmt::Display for Fault {
             Self::StackOverflow => "trapped: stack overflow",
             Self::Arithmetic => "trapped: arithmetic error",
             Self::IndirectCall => "trapped: bad indirect call",
-            Self::InvalidCode => "called a function that is not valid wasm",
+            Self::Uncompilable => "called a function the engine cannot compile",
             Self::Other => "trapped",
         })
     }

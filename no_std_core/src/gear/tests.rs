@@ -557,45 +557,42 @@ fn the_fuzzed_module_with_no_code_bodies_is_refused() {
     assert!(text.contains("declares no function bodies but holds"), "{text}");
 }
 
-/// A guest whose `$bad` (returns an i64 where it declares i32) fails validation; `process`
-/// calls it only for a message whose first byte is 0xbb.
-fn guest_with_invalid_body() -> Vec<u8> {
-    let body = format!(
-        "(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 0xbb)) (then (drop (call $bad)))) {PACK_IN}"
-    );
-    guest_with("1 16", BUMP, &body, "(func $bad (result i32) (i64.const 0))")
-}
-
 #[test]
-fn a_module_from_outside_is_validated_in_full_before_it_runs() {
-    // The lazy engine checks bodies at first call; raw and unverified modules are checked
-    // whole first, so a body nothing has called yet still refuses the module.
-    let module = guest_with_invalid_body();
-    let config = GearConfig::default();
-    for error in [inspect(&module, &config).unwrap_err(), load(&module, config.clone()).unwrap_err()] {
-        assert!(matches!(error, GearError::InvalidModule { .. }), "{error}");
-        assert!(error.to_string().contains("type mismatch"), "{error}");
-    }
-    assert_eq!(problems(&module, &config).len(), 1);
-}
-
-#[test]
-fn a_cluster_signed_module_is_validated_body_by_body_at_first_call() {
-    // What a cluster signature vouches for (validation in full at import) is not redone
-    // at load; a body that would fail still fails, at its first call, as a fault of that
-    // call, and never runs.
+fn a_module_with_operators_after_its_end_is_refused_not_a_panic() {
+    // Found by the `module` fuzz target when the engine tried wasmi's fully lazy mode:
+    // wasmi 2.0's validating translator panics on operators after a body's final `end`.
+    // Validated in full before any translation, the module is refused, raw or signed.
     use crate::verify::{countersign, verify_cluster, SigningKey};
-    let key = SigningKey::from_seed([7; 32]).unwrap();
-    let (_, stored) = countersign(&guest_with_invalid_body(), &key).unwrap();
-    let module = verify_cluster(stored, &key.public_key(), None).unwrap();
+    let module = include_bytes!("../../../fuzz/corpus/module/operators_after_end");
     let config = GearConfig::default();
-    let compiled = Compiled::new(&GearEngine::default(), &module, &config).unwrap();
+    let err = inspect(module, &config).unwrap_err();
+    assert!(matches!(err, GearError::InvalidModule { .. }), "{err}");
+    let key = SigningKey::from_seed([7; 32]).unwrap();
+    let (_, stored) = countersign(module, &key).unwrap();
+    let signed = verify_cluster(stored, &key.public_key(), None).unwrap();
+    let err = Compiled::new(&GearEngine::default(), &signed, &config).unwrap_err();
+    assert!(matches!(err, GearError::InvalidModule { .. }), "{err}");
+}
+
+/// A guest whose `$big` has more locals than wasmi translates (30 000), valid wasm that
+/// only fails when wasmi translates it; `process` calls it only for a message whose first
+/// byte is 0xbb.
+fn guest_with_untranslatable_body() -> Vec<u8> {
+    let body =
+        format!("(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 0xbb)) (then (call $big))) {PACK_IN}");
+    guest_with("1 16", BUMP, &body, &format!("(func $big (local {}))", "i64 ".repeat(30_001)))
+}
+
+#[test]
+fn a_body_that_cannot_be_translated_faults_its_first_call_not_the_gear() {
+    // Lazy translation: validated at compile (it is valid), translated at its first call,
+    // where wasmi refuses it; that call is the gear's fault and the gear keeps running.
+    let mut gear = load(&guest_with_untranslatable_body(), GearConfig::default()).unwrap();
     let mut lines = Lines::default();
-    let mut gear = Gear::new(compiled, config, &mut lines).unwrap();
     assert_eq!(gear.process_bytes(&[1], &mut lines).unwrap(), Outcome::Output(vec![1]));
     let error = gear.process_bytes(&[0xbb], &mut lines).unwrap_err();
-    assert_eq!(error, GearError::Fault { call: cut("process"), fault: Fault::InvalidCode });
-    assert_eq!(error.to_string(), "guest \"process\" called a function that is not valid wasm");
+    assert_eq!(error, GearError::Fault { call: cut("process"), fault: Fault::Uncompilable });
+    assert_eq!(error.to_string(), "guest \"process\" called a function the engine cannot compile");
     assert!(error.rebuilds_instance());
     assert_eq!(gear.process_bytes(&[2], &mut lines).unwrap(), Outcome::Output(vec![2]));
 }
