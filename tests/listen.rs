@@ -1,6 +1,6 @@
 //! `run --listen`: socket inputs from many clients at once, each on its own, with limits.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -146,11 +146,11 @@ fn connection_limit_idle_time_and_line_length_are_enforced_per_client() {
     // One over the limit: closed at once, unread.
     let mut second = UnixStream::connect(&sock).unwrap();
     second.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    assert_eq!(second.read(&mut [0u8; 1]).unwrap(), 0, "the second connection is closed");
+    assert_eq!(read_one(&mut second).unwrap(), 0, "the second connection is closed");
     rack.wait_for_log("client 2: refused, 1 connections are open (--max-connections 1)");
     // The first, silent for a second, is closed.
     first.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    assert_eq!(first.read(&mut [0u8; 1]).unwrap(), 0, "the silent connection is closed");
+    assert_eq!(read_one(&mut first).unwrap(), 0, "the silent connection is closed");
     // A line of exactly 100 bytes passes; 101 ends that connection.
     let mut third = UnixStream::connect(&sock).unwrap();
     third.write_all(format!("{}\n", "a".repeat(100)).as_bytes()).unwrap();

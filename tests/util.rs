@@ -274,11 +274,14 @@ impl Dir {
                        into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 65536];
-                while let Ok(n) = pipe.read(&mut chunk) {
-                    if n == 0 {
-                        break;
+                loop {
+                    match pipe.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => into.lock().unwrap().extend_from_slice(&chunk[..n]),
+                        // A signal for this test process (a child exiting) is not the end.
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
                     }
-                    into.lock().unwrap().extend_from_slice(&chunk[..n]);
                 }
             })
         };
@@ -392,4 +395,16 @@ impl Drop for Service {
 /// Gives the pipe readers a moment to collect a process's last words.
 fn thread_sleep_for_output() {
     std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Reads once from `stream` into a one-byte buffer, again after an interrupted system
+/// call (a signal for this test process, such as a child exiting): how a test waits for
+/// the rack to close a connection (0) or send a byte (1).
+pub fn read_one(stream: &mut impl std::io::Read) -> std::io::Result<usize> {
+    loop {
+        match stream.read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
