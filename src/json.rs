@@ -666,7 +666,8 @@ fn push_f64(out: &mut Vec<u8>, f: f64) {
     }
 }
 
-/// Appends an integer in decimal, without an allocation or the formatting machinery.
+/// Appends an integer in decimal: by [`push_int`] when it fits an i64, through the
+/// formatting machinery only beyond that (CBOR integers reach -2^64 and 2^64 - 1).
 fn push_i128(out: &mut Vec<u8>, n: i128) {
     match i64::try_from(n) {
         Ok(n) => push_int(out, n),
