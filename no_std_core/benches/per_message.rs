@@ -2,8 +2,11 @@
 //!
 //! 1. Per message, one gear: `Gear::process_bytes` for a pass-through gear (the test
 //!    kit's `PASS_THROUGH_WAT`, whose alloc always hands out the same buffer at 1024)
-//!    against the bare wasmi floor of the same sequence (alloc, write, process, read,
-//!    free; no fuel, no checks), for 64 B, 1 KiB and 16 KiB.
+//!    against two bare wasmi floors of the same sequence (alloc, write, process, read,
+//!    free; no checks), for 64 B, 1 KiB and 16 KiB: one without fuel metering and one
+//!    with it (the engine meters the guest's code; the store is filled once, not per
+//!    call). Gear over the metered floor is the host's overhead; the metered floor over
+//!    the unmetered one is what metering costs inside wasmi.
 //! 2. Per message, the rack: a real fluxMsg (64 B, 1 KiB, 16 KiB of `raw`) through three
 //!    pass-through gears wired in a chain, CBOR in to CBOR out (`Rack::deliver`: hop
 //!    stamping, three guest calls, three checks of the output), against three bare wasmi
@@ -122,10 +125,17 @@ struct Floor {
 }
 
 impl Floor {
-    fn new(wasm: &[u8]) -> Self {
-        let engine = Engine::default();
+    /// `metered`: the engine meters fuel as the gear's does, and the store gets all the
+    /// fuel there is once, so that no call runs out and none sets it.
+    fn new(wasm: &[u8], metered: bool) -> Self {
+        let mut config = wasmi::Config::default();
+        config.consume_fuel(metered);
+        let engine = Engine::new(&config);
         let module = Module::new(&engine, wasm).unwrap();
         let mut store = Store::new(&engine, ());
+        if metered {
+            store.set_fuel(u64::MAX).unwrap();
+        }
         let mut linker = Linker::new(&engine);
         linker.func_wrap("env", "log", |_: i32, _: i32, _: i32| {}).unwrap();
         let instance = linker.instantiate_and_start(&mut store, &module).unwrap();
@@ -187,14 +197,15 @@ impl RackSink for Count {
     fn log(&mut self, _: usize, _: LogLevel, _: &str) {}
 }
 
-/// Interleaves two timings three times and keeps the best of each (drift hits both).
-fn compare(rounds: usize, iters: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
-    let (mut best_a, mut best_b) = (f64::MAX, f64::MAX);
+/// Interleaves the timings three times and keeps the best of each (drift hits all).
+fn compare<const N: usize>(rounds: usize, iters: usize, mut runs: [&mut dyn FnMut(); N]) -> [f64; N] {
+    let mut best = [f64::MAX; N];
     for _ in 0..3 {
-        best_a = best_a.min(time(rounds, iters, &mut a));
-        best_b = best_b.min(time(rounds, iters, &mut b));
+        for (best, run) in best.iter_mut().zip(runs.iter_mut()) {
+            *best = best.min(time(rounds, iters, run));
+        }
     }
-    (best_a, best_b)
+    best
 }
 
 /// Iterations per round so that a round takes about `budget_ns / rounds`.
@@ -285,36 +296,50 @@ fn main() {
     let mut results = Results::default();
     let (rounds, budget_ns) = if quick { (5, 20_000_000.0) } else { (21, 100_000_000.0) };
     let wasm = wat::parse_str(PASS_THROUGH_WAT).unwrap();
-    let mut floor = Floor::new(&wasm);
+    let mut floor = Floor::new(&wasm, false);
+    let mut metered = Floor::new(&wasm, true);
     let mut sink = |_: LogLevel, _: &str| {};
     let engine = GearEngine::default();
     let mut one = gear(&engine, &wasm);
 
-    println!("one gear, process_bytes against the bare wasmi floor");
-    println!("{:>8} {:>12} {:>12} {:>7}", "size", "floor ns", "gear ns", "ratio");
+    println!("one gear, process_bytes against the bare wasmi floor, without and with fuel metering");
+    println!(
+        "{:>8} {:>12} {:>12} {:>12} {:>7} {:>7}",
+        "size", "floor ns", "metered ns", "gear ns", "ratio", "host"
+    );
     for size in [64usize, 1024, 16 * 1024] {
         let input = vec![0x5a; size];
         assert_eq!(floor.run(&input), input);
+        assert_eq!(metered.run(&input), input);
         let iters = iterations(rounds, budget_ns, || {
             black_box(floor.run(&input));
         });
-        let (f, g) = compare(
+        let [f, m, g] = compare(
             rounds,
             iters,
-            || {
-                black_box(floor.run(black_box(&input)));
-            },
-            || {
-                black_box(one.process_bytes(black_box(&input), &mut sink).unwrap());
-            },
+            [
+                &mut || {
+                    black_box(floor.run(black_box(&input)));
+                },
+                &mut || {
+                    black_box(metered.run(black_box(&input)));
+                },
+                &mut || {
+                    black_box(one.process_bytes(black_box(&input), &mut sink).unwrap());
+                },
+            ],
         );
-        println!("{size:>8} {f:>12.0} {g:>12.0} {:>7.2}", g / f);
+        println!("{size:>8} {f:>12.0} {m:>12.0} {g:>12.0} {:>7.2} {:>7.2}", g / f, g / m);
         results.add(format!("floor_{size}"), f);
+        results.add(format!("floor_metered_{size}"), m);
         results.add(format!("gear_{size}"), g);
     }
 
     println!("\nrack of 3 pass-through gears, CBOR in to CBOR out, against 3 bare wasmi floor calls");
-    println!("{:>8} {:>12} {:>12} {:>7}", "raw", "floor ns", "rack ns", "ratio");
+    println!(
+        "{:>8} {:>12} {:>12} {:>12} {:>7} {:>7}",
+        "raw", "floor ns", "metered ns", "rack ns", "ratio", "host"
+    );
     let slots = (0..3u8).map(|i| Slot::gear(gear(&engine, &wasm), [i; 16], [i + 10; 16])).collect();
     let wires = [Wire { from: 0, to: 1 }, Wire { from: 1, to: 2 }];
     let mut rack = Rack::with_default_queue(slots, &wires).unwrap();
@@ -325,26 +350,34 @@ fn main() {
             rack.deliver(Entry::Inputs, msg.clone(), 1, &mut out);
         });
         let bytes = msg.as_bytes().to_vec();
-        let (f, r) = compare(
+        let [f, m, r] = compare(
             rounds,
             iters,
-            || {
-                for _ in 0..3 {
-                    black_box(floor.run(black_box(&bytes)));
-                }
-            },
-            || rack.deliver(Entry::Inputs, black_box(msg.clone()), 1, &mut out),
+            [
+                &mut || {
+                    for _ in 0..3 {
+                        black_box(floor.run(black_box(&bytes)));
+                    }
+                },
+                &mut || {
+                    for _ in 0..3 {
+                        black_box(metered.run(black_box(&bytes)));
+                    }
+                },
+                &mut || rack.deliver(Entry::Inputs, black_box(msg.clone()), 1, &mut out),
+            ],
         );
         assert!(out.0 > 0);
-        println!("{size:>8} {f:>12.0} {r:>12.0} {:>7.2}", r / f);
+        println!("{size:>8} {f:>12.0} {m:>12.0} {r:>12.0} {:>7.2} {:>7.2}", r / f, r / m);
         results.add(format!("rack_floor_{size}"), f);
+        results.add(format!("rack_floor_metered_{size}"), m);
         results.add(format!("rack_{size}"), r);
     }
 
-    println!("\nreal gears, one message: against the bare wasmi floor (and native Rust for compute)");
+    println!("\nreal gears, one message: against the bare wasmi floors (and native Rust for compute)");
     println!(
-        "{:>22} {:>8} {:>12} {:>12} {:>7} {:>10} {:>7}",
-        "gear", "bytes", "floor ns", "gear ns", "ratio", "native ns", "x native"
+        "{:>22} {:>8} {:>12} {:>12} {:>12} {:>7} {:>7} {:>10} {:>7}",
+        "gear", "bytes", "floor ns", "metered ns", "gear ns", "ratio", "host", "native ns", "x native"
     );
     let tutorial = include_bytes!("../../examples/polyglot/polyglot.wasm").to_vec();
     let reading = MsgBytes::from_msg(&FluxMsg::with_raw([3; 16], 1_700_000_000, b"temp_c=21.5".to_vec()));
@@ -359,24 +392,31 @@ fn main() {
         ("tutorial", "tutorial Zig gear", tutorial.clone(), reading.as_bytes().to_vec()),
         ("compute", "compute 1 KiB", compute, text),
     ] {
-        let mut bare = Floor::new(&module);
+        let mut bare = Floor::new(&module, false);
+        let mut bare_metered = Floor::new(&module, true);
         let mut gear = gear(&engine, &module);
         let want = bare.run(&input);
+        assert_eq!(bare_metered.run(&input), want);
         if name.starts_with("compute") {
             assert_eq!(want, compute_native(&input), "the gear and native Rust do the same work");
         }
         let iters = iterations(rounds, budget_ns, || {
             black_box(bare.run(&input));
         });
-        let (f, g) = compare(
+        let [f, m, g] = compare(
             rounds,
             iters,
-            || {
-                black_box(bare.run(black_box(&input)));
-            },
-            || {
-                black_box(gear.process_bytes(black_box(&input), &mut sink).unwrap());
-            },
+            [
+                &mut || {
+                    black_box(bare.run(black_box(&input)));
+                },
+                &mut || {
+                    black_box(bare_metered.run(black_box(&input)));
+                },
+                &mut || {
+                    black_box(gear.process_bytes(black_box(&input), &mut sink).unwrap());
+                },
+            ],
         );
         let native = if name.starts_with("compute") {
             let n = time(rounds, iters.max(1000), || {
@@ -387,8 +427,14 @@ fn main() {
         } else {
             format!("{:>10} {:>7}", "-", "-")
         };
-        println!("{name:>22} {:>8} {f:>12.0} {g:>12.0} {:>7.2} {native}", input.len(), g / f);
+        println!(
+            "{name:>22} {:>8} {f:>12.0} {m:>12.0} {g:>12.0} {:>7.2} {:>7.2} {native}",
+            input.len(),
+            g / f,
+            g / m
+        );
         results.add(format!("{key}_floor"), f);
+        results.add(format!("{key}_floor_metered"), m);
         results.add(format!("{key}_gear"), g);
     }
 
