@@ -2,6 +2,10 @@
 # Builds the shipped static `fluxrig` for one gateway and prints its path:
 #
 #   targets/build.sh aarch64       # -> .../aarch64-unknown-linux-musl/release/fluxrig
+#   targets/build.sh aarch64 nats  # fleet mode (README "Fleet"): -> .../release/fluxrig-nats
+#
+# Fleet mode brings rustls with *ring*, whose C and assembly cargo-zigbuild compiles with
+# `zig cc` for the target like the link; targets/fleet.sh tests that build under qemu.
 #
 # The one place that says how a gateway binary is built; targets/run.sh and
 # packaging/build.sh both call it. Every gateway is built by the pinned nightly
@@ -18,7 +22,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=toolchain.env
 source targets/toolchain.env
-name=${1:?usage: targets/build.sh GATEWAY (aarch64 armv7 riscv64 mips mipsel)}
+name=${1:?usage: targets/build.sh GATEWAY [nats] (GATEWAY: aarch64 armv7 riscv64 mips mipsel)}
+features=${2:-}
+case $features in
+    '') out=fluxrig ;;
+    nats) out=fluxrig-nats ;;
+    *) echo "targets/build.sh: unknown build \"$features\" (only nats)" >&2; exit 2 ;;
+esac
 config="targets/$name/config.toml"
 [ -f "$config" ] || { echo "targets/build.sh: no $config" >&2; exit 2; }
 triple=$(sed -n 's/^target = "\(.*\)"$/\1/p' "$config")
@@ -28,9 +38,9 @@ case $name in
     aarch64|armv7|riscv64|mips|mipsel) ;;
     *) echo "targets/build.sh: $name is not a gateway" >&2; exit 2 ;;
 esac
-cargo-zigbuild zigbuild --release --target "$triple" --config "$config" >&2
+cargo-zigbuild zigbuild --release --target "$triple" --config "$config" ${features:+--features "$features"} >&2
 # Copies, not in place: cargo hard-links `fluxrig` to its own output in deps/.
-cp -f "$dir/fluxrig" "$dir/fluxrig.unstripped"
-llvm-strip --strip-all -o "$dir/fluxrig.stripped" "$dir/fluxrig.unstripped"
-mv -f "$dir/fluxrig.stripped" "$dir/fluxrig"
-echo "$dir/fluxrig"
+cp -f "$dir/fluxrig" "$dir/$out.unstripped"
+llvm-strip --strip-all -o "$dir/$out.stripped" "$dir/$out.unstripped"
+mv -f "$dir/$out.stripped" "$dir/$out"
+echo "$dir/$out"
