@@ -19,7 +19,9 @@ cd "$(dirname "$0")/.."
 name=${1:?usage: targets/fleet.sh GATEWAY [MESSAGES]}
 count=${2:-2000}
 config="targets/$name/config.toml"
-bin=$(targets/build.sh "$name" nats)
+# Absolute: the steps below run in a scratch folder (build.sh prints a path relative to the
+# checkout unless CARGO_TARGET_DIR is absolute).
+bin=$(realpath "$(targets/build.sh "$name" nats)")
 runner=$(sed -n 's/^runner = "\(.*\)"$/\1/p' "$config")
 echo "fleet build of $name: $(stat -c %s "$bin") B ($bin)"
 gear=$(realpath examples/polyglot/polyglot.wasm)
@@ -33,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 f() { "$runner" "$bin" "$@"; }
-fail() { echo "targets/fleet.sh $name: $*" >&2; for log in nats.log b.err a.err; do [ ! -s "$log" ] || { echo "--- $log" >&2; tail -20 "$log" >&2; }; done; exit 1; }
+fail() { echo "targets/fleet.sh $name: $*" >&2; for log in nats.log sign.err b.err a.err; do [ ! -s "$log" ] || { echo "--- $log" >&2; tail -20 "$log" >&2; }; done; exit 1; }
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url=nats://127.0.0.1:$port
@@ -46,7 +48,7 @@ grep -q "Server is ready" nats.log || fail "nats-server did not start"
 mkdir -p a/data/wasm/keys b/data
 cp "$gear" a/polyglot.wasm
 (cd a && f keys gen-cluster -o ./vendor.key >/dev/null && cp vendor.key.pub data/wasm/keys/ \
-    && f wasm sign ./polyglot.wasm ./vendor.key >/dev/null) || fail "signing the gear failed"
+    && f wasm sign ./polyglot.wasm ./vendor.key >/dev/null) 2>sign.err || fail "signing the gear failed"
 hash=$(cd a && f wasm import ./polyglot.wasm --nats "$url" 2>../import.err) || fail "wasm import --nats failed: $(cat import.err)"
 [ -f "a/data/cluster.key.pub" ] || fail "the import made no cluster key"
 cp a/data/cluster.key.pub b/data/
