@@ -8,12 +8,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use fluxrig_testkit::hex;
 
 /// Longest a single `fluxrig` command may take in a test (under qemu included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Held around each spawn: one fork at a time in this test process. Under qemu-user, a test
+/// that spawned four imports from four threads at once hung for CI's 30 minutes (aarch64,
+/// once); `spawn` waits for the child's `exec` with no timeout, so a child stuck between
+/// fork and exec hangs it, and forks from several threads at once are the case to avoid.
+static SPAWNING: Mutex<()> = Mutex::new(());
 
 /// The tutorial's Zig gear, as committed (see tests/data/README.md).
 pub const POLYGLOT: &[u8] = include_bytes!("../examples/polyglot/polyglot.wasm");
@@ -84,6 +91,7 @@ impl Dir {
     pub fn start(&self, runner: &str, args: &[&str]) -> std::process::Child {
         let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
         words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
+        let _one_at_a_time = SPAWNING.lock().unwrap_or_else(PoisonError::into_inner);
         Command::new(&words[0])
             .args(&words[1..])
             .args(args)
