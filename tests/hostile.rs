@@ -11,7 +11,7 @@ use crate::util::*;
 
 /// Makes a FIFO at `rel` in `d`.
 fn mkfifo(d: &Dir, rel: &str) {
-    let status = Command::new("mkfifo").arg(d.path(rel)).status().unwrap();
+    let status = spawn(Command::new("mkfifo").arg(d.path(rel))).wait().unwrap();
     assert!(status.success());
 }
 

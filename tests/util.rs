@@ -6,9 +6,9 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use fluxrig_testkit::hex;
@@ -16,11 +16,24 @@ pub use fluxrig_testkit::hex;
 /// Longest a single `fluxrig` command may take in a test (under qemu included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Held around each spawn: one fork at a time in this test process. Under qemu-user, a test
-/// that spawned four imports from four threads at once hung for CI's 30 minutes (aarch64,
-/// once); `spawn` waits for the child's `exec` with no timeout, so a child stuck between
-/// fork and exec hangs it, and forks from several threads at once are the case to avoid.
+/// Longest a spawn may wait under an emulator for its child to `exec` before the harness
+/// counts the child as stuck, kills it and spawns again (see [`spawn`]).
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Spawns tried before a test fails because each child stuck before its `exec`.
+const SPAWN_ATTEMPTS: u32 = 3;
+
+/// Held around each spawn: one spawn at a time in this test process, so that the watchdog
+/// knows which child a stuck spawn is waiting for.
 static SPAWNING: Mutex<()> = Mutex::new(());
+/// The spawn in flight, shared with the watchdog (see [`spawn`]).
+static IN_FLIGHT: Mutex<InFlight> = Mutex::new(InFlight { since: None, killed: false });
+
+struct InFlight {
+    /// When the spawn in flight began; `None` between spawns.
+    since: Option<Instant>,
+    /// Whether the watchdog killed its child.
+    killed: bool,
+}
 
 /// The tutorial's Zig gear, as committed (see tests/data/README.md).
 pub const POLYGLOT: &[u8] = include_bytes!("../examples/polyglot/polyglot.wasm");
@@ -35,6 +48,99 @@ pub fn vector(name: &str) -> Vec<u8> {
 /// SHA-256 as lowercase hex, via the core crate (the same code the binary uses).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&fluxrig_core::verify::sha256(bytes))
+}
+
+/// Starts `command`, one spawn at a time in this test process.
+///
+/// Under an emulator (`FLUXRIG_TEST_RUNNER`), qemu-user now and then deadlocks a child
+/// forked while other threads of the emulated test binary run, inside the emulator and
+/// before the child's `exec` (qemu 7.2.22 on aarch64 and mipsel: once in 15 to 120 runs of
+/// `hostile::concurrent_imports_on_a_fresh_node_make_one_cluster_key`; it hung two CI runs
+/// for their 30 minutes). `Command::spawn` waits for that `exec` with no timeout. So a
+/// watchdog thread kills a child of this process that still runs this test binary once the
+/// spawn has waited [`SPAWN_TIMEOUT`], and the spawn is tried again, [`SPAWN_ATTEMPTS`]
+/// times in all.
+pub fn spawn(command: &mut Command) -> Child {
+    let _one_at_a_time = SPAWNING.lock().unwrap_or_else(PoisonError::into_inner);
+    if std::env::var_os("FLUXRIG_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
+        start_spawn_watchdog();
+    }
+    for attempt in 1..=SPAWN_ATTEMPTS {
+        lock(&IN_FLIGHT).since = Some(Instant::now());
+        let spawned = command.spawn();
+        let killed = {
+            let mut in_flight = lock(&IN_FLIGHT);
+            in_flight.since = None;
+            std::mem::take(&mut in_flight.killed)
+        };
+        match spawned {
+            Ok(child) if !killed => return child,
+            Ok(mut child) => {
+                let _ = child.wait();
+            }
+            Err(e) if !killed => panic!("cannot start {command:?}: {e}"),
+            Err(_) => {}
+        }
+        eprintln!(
+            "util: the child of {command:?} was stuck before its exec for {SPAWN_TIMEOUT:?} and was killed \
+             (attempt {attempt} of {SPAWN_ATTEMPTS})"
+        );
+    }
+    panic!("{command:?}: every one of {SPAWN_ATTEMPTS} children was stuck before its exec");
+}
+
+/// Starts, once per test process, the thread that kills a child stuck before its `exec`
+/// (see [`spawn`]). It tells the stuck child from the others by its command line: only a
+/// child that has not yet exec'd still runs this test binary.
+fn start_spawn_watchdog() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let exe = std::env::current_exe().unwrap();
+        let test_binary = exe.file_name().unwrap().to_owned();
+        std::thread::Builder::new()
+            .name("spawn-watchdog".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let mut in_flight = lock(&IN_FLIGHT);
+                if in_flight.since.is_some_and(|since| since.elapsed() >= SPAWN_TIMEOUT) {
+                    for pid in children_running(&test_binary) {
+                        // SAFETY: kill(2) takes two integers and touches no memory of ours.
+                        if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                            in_flight.killed = true;
+                        }
+                    }
+                }
+            })
+            .unwrap();
+    });
+}
+
+/// The children of this process whose command line names the file `binary` (under qemu-user,
+/// /proc shows the host's view: the emulator, then the program it runs).
+fn children_running(binary: &std::ffi::OsStr) -> Vec<libc::pid_t> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            // The parent's pid is the second field after the command name, which may hold
+            // spaces and parentheses and ends at the last ')'.
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after_name.split_whitespace().nth(1) == Some(me.as_str())
+        })
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.split(|&b| b == 0).any(|arg| {
+                Path::new(std::str::from_utf8(arg).unwrap_or_default()).file_name() == Some(binary)
+            })
+        })
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A fresh working folder; removed when the test passes.
@@ -73,8 +179,8 @@ impl Dir {
         let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
         match self.run_once(&runner, args, stdin) {
             Some(output) => Run(output, args.join(" ")),
-            // qemu-user can deadlock a freshly forked child before it execs (seen once in
-            // four full runs on riscv64); under an emulator only, try once more.
+            // A child that hung inside qemu-user after its exec (one stuck before it is
+            // `spawn`'s to handle); under an emulator only, try once more.
             None if !runner.is_empty() => {
                 let output = self.run_once(&runner, args, stdin);
                 Run(
@@ -88,19 +194,18 @@ impl Dir {
 
     /// `fluxrig ARGS` in this folder, under `runner` (an emulator, or nothing), with its
     /// three standard streams piped, started.
-    pub fn start(&self, runner: &str, args: &[&str]) -> std::process::Child {
+    pub fn start(&self, runner: &str, args: &[&str]) -> Child {
         let mut words: Vec<String> = runner.split_whitespace().map(String::from).collect();
         words.push(env!("CARGO_BIN_EXE_fluxrig").to_string());
-        let _one_at_a_time = SPAWNING.lock().unwrap_or_else(PoisonError::into_inner);
-        Command::new(&words[0])
-            .args(&words[1..])
-            .args(args)
-            .current_dir(&self.0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        spawn(
+            Command::new(&words[0])
+                .args(&words[1..])
+                .args(args)
+                .current_dir(&self.0)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
     }
 
     fn run_once(&self, runner: &str, args: &[&str], stdin: &[u8]) -> Option<Output> {
@@ -264,7 +369,7 @@ pub fn slow_gear(iterations: u32) -> Vec<u8> {
 
 /// A `fluxrig` process left running (a service), with its output collected as it comes.
 pub struct Service {
-    child: std::sync::Mutex<std::process::Child>,
+    child: std::sync::Mutex<Child>,
     stdin: Option<std::process::ChildStdin>,
     stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
@@ -326,7 +431,7 @@ impl Service {
 
     /// Sends signal `name` (`TERM`, `INT`, `HUP`) with kill(1).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().unwrap();
+        let status = spawn(Command::new("kill").args(["-s", name, &self.pid().to_string()])).wait().unwrap();
         assert!(status.success(), "kill -s {name} failed");
     }
 
