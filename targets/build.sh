@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the shipped static `fluxrig` for one gateway and prints its path:
+# Builds the shipped static `fluxrig` for one gateway and prints its absolute path:
 #
 #   targets/build.sh aarch64       # -> .../aarch64-unknown-linux-musl/release/fluxrig
 #   targets/build.sh aarch64 nats  # fleet mode (README "Fleet"): -> .../release/fluxrig-nats
@@ -43,4 +43,6 @@ cargo-zigbuild zigbuild --release --target "$triple" --config "$config" ${featur
 cp -f "$dir/fluxrig" "$dir/$out.unstripped"
 llvm-strip --strip-all -o "$dir/$out.stripped" "$dir/$out.unstripped"
 mv -f "$dir/$out.stripped" "$dir/$out"
-echo "$dir/$out"
+# Absolute, so that a caller may use it from any folder (targets/fleet.sh runs its steps
+# in a scratch one) whether CARGO_TARGET_DIR is absolute, relative or unset.
+realpath "$dir/$out"

@@ -19,9 +19,7 @@ cd "$(dirname "$0")/.."
 name=${1:?usage: targets/fleet.sh GATEWAY [MESSAGES]}
 count=${2:-2000}
 config="targets/$name/config.toml"
-# Absolute: the steps below run in a scratch folder (build.sh prints a path relative to the
-# checkout unless CARGO_TARGET_DIR is absolute).
-bin=$(realpath "$(targets/build.sh "$name" nats)")
+bin=$(targets/build.sh "$name" nats)
 runner=$(sed -n 's/^runner = "\(.*\)"$/\1/p' "$config")
 echo "fleet build of $name: $(stat -c %s "$bin") B ($bin)"
 gear=$(realpath examples/polyglot/polyglot.wasm)

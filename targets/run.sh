@@ -60,8 +60,7 @@ check_budget() {
 # The tutorial's steps with the shipped binary under qemu-user: the tests run a binary built
 # with unwinding (see gateway), so this checks the one that ships (immediate abort) too.
 smoke() {
-    local runner=$1 bin work
-    bin=$(realpath "$2")
+    local runner=$1 bin=$2 work
     work=$(mktemp -d)
     (
         cd "$work"
