@@ -182,8 +182,7 @@ fn wasm_verify_lists_every_problem_with_the_fix_per_language() {
 fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
     let d = Dir::new("closed-pipe");
     d.write("picky.wasm", picky_gear());
-    let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
-    let mut child = d.start(&runner, &["wasm", "call", "picky.wasm"]);
+    let mut child = d.start(&runner(), &["wasm", "call", "picky.wasm"]);
     // The reader goes away first (`| head -c 0`); only then does the command have a result.
     drop(child.stdout.take());
     child.stdin.take().unwrap().write_all(b"one\n").unwrap();

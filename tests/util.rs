@@ -50,6 +50,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&fluxrig_core::verify::sha256(bytes))
 }
 
+/// The emulator the tests run `fluxrig` under (`FLUXRIG_TEST_RUNNER`, for example
+/// `qemu-aarch64-static`), or "" for none.
+pub fn runner() -> String {
+    std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default()
+}
+
 /// Starts `command`, one spawn at a time in this test process.
 ///
 /// Under an emulator (`FLUXRIG_TEST_RUNNER`), qemu-user now and then deadlocks a child
@@ -61,8 +67,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// spawn has waited [`SPAWN_TIMEOUT`], and the spawn is tried again, [`SPAWN_ATTEMPTS`]
 /// times in all.
 pub fn spawn(command: &mut Command) -> Child {
-    let _one_at_a_time = SPAWNING.lock().unwrap_or_else(PoisonError::into_inner);
-    if std::env::var_os("FLUXRIG_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
+    let _one_at_a_time = lock(&SPAWNING);
+    if !runner().is_empty() {
         start_spawn_watchdog();
     }
     for attempt in 1..=SPAWN_ATTEMPTS {
@@ -176,7 +182,7 @@ impl Dir {
     /// Runs `fluxrig ARGS` in this folder with `stdin`, failing the test if it takes more
     /// than [`COMMAND_TIMEOUT`].
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
+        let runner = runner();
         match self.run_once(&runner, args, stdin) {
             Some(output) => Run(output, args.join(" ")),
             // A child that hung inside qemu-user after its exec (one stuck before it is
@@ -381,7 +387,7 @@ impl Dir {
     /// Starts `fluxrig ARGS` in this folder and returns at once; its standard input stays
     /// open until [`Service::take_stdin`]'s writer drops it or [`Service::wait`].
     pub fn spawn(&self, args: &[&str]) -> Service {
-        let runner = std::env::var("FLUXRIG_TEST_RUNNER").unwrap_or_default();
+        let runner = runner();
         let mut child = self.start(&runner, args);
         let collect = |mut pipe: Box<dyn std::io::Read + Send>,
                        into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
